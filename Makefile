@@ -1,0 +1,39 @@
+# The two README commands: `make demo` and `make test`. Both create and use .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.raylift-installed
+
+.PHONY: venv demo test test-fast lint format bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv  ## train jobs/digits-mlp.yaml on an embedded local Ray, print the export and its accuracy
+	$(VENV)/bin/raylift train jobs/digits-mlp.yaml --overwrite
+
+test: venv  ## the whole suite (unit, integration, e2e) plus lint
+	$(VENV)/bin/ruff check platform tests benchmarks
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest tests/unit -m "not slow"
+
+lint: venv
+	$(VENV)/bin/ruff check platform tests benchmarks
+	$(VENV)/bin/ruff format --check platform tests benchmarks
+
+format: venv
+	$(VENV)/bin/ruff format platform tests benchmarks
+	$(VENV)/bin/ruff check --fix platform tests benchmarks
+
+bench: venv
+	$(PY) benchmarks/train_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

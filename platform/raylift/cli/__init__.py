@@ -1,0 +1,1 @@
+"""The ``raylift`` command line: one module per noun, thin wrappers over the library."""

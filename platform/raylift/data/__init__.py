@@ -1,0 +1,19 @@
+"""Data sets: the registry and the builtin sources (digits, text, tabular).
+
+Importing this package registers every builtin data set; it does not import Ray.
+"""
+
+from raylift.data import digits, tabular, text
+from raylift.data.base import DATASETS, DatasetInfo, PreparedData, load_dataset
+from raylift.data.preprocessing import preprocess
+
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "PreparedData",
+    "digits",
+    "load_dataset",
+    "preprocess",
+    "tabular",
+    "text",
+]

@@ -1,0 +1,85 @@
+"""One error hierarchy for raylift.
+
+Every error a user can cause derives from :class:`RayliftError`; the CLI turns
+it into one line on stderr and a non-zero exit code (2 for bad input).
+"""
+
+from __future__ import annotations
+
+
+class RayliftError(Exception):
+    """Base class of every error raylift raises on purpose."""
+
+    exit_code: int = 1
+
+
+class SpecError(RayliftError):
+    """A spec file is missing, malformed or invalid. Nothing was started."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.key = key
+        self.line = line
+        self.column = column
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = self.file or "<spec>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        if self.key:
+            return f"{where}: {self.key}: {self.message}"
+        return f"{where}: {self.message}"
+
+    def with_file(self, file: str) -> SpecError:
+        """The same error, attributed to ``file`` (when it had no file yet)."""
+        if self.file:
+            return self
+        return SpecError(self.message, file=file, key=self.key, line=self.line, column=self.column)
+
+
+class RegistryError(RayliftError):
+    """An unknown model or data set name, or a bad import path."""
+
+    exit_code = 2
+
+
+class DataError(RayliftError):
+    """A data source could not be read or is unusable (empty, wrong columns...)."""
+
+    exit_code = 2
+
+
+class StorageError(RayliftError):
+    """The storage root is unusable, or a run there conflicts with the request."""
+
+    exit_code = 2
+
+
+class ClusterError(RayliftError):
+    """Ray could not be started or reached."""
+
+
+class CheckpointError(RayliftError):
+    """A checkpoint is missing, incomplete or fails verification."""
+
+
+class ExportError(RayliftError):
+    """An exported model is missing, incomplete or fails to load."""
+
+
+class TrainingError(RayliftError):
+    """A training run failed."""

@@ -1,0 +1,54 @@
+"""The model registry and model construction from a spec."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from raylift.data.base import DatasetInfo
+from raylift.errors import RegistryError
+from raylift.registry import Params, Registry
+
+# factory(params, info) -> nn.Module
+ModelFactory = Callable[[Params, DatasetInfo], nn.Module]
+MODELS: Registry[ModelFactory] = Registry("model")
+
+
+def import_builder(import_path: str) -> Callable[..., nn.Module]:
+    """Resolve ``"pkg.module:build"`` to a callable (an import, never eval)."""
+    module_name, sep, attr = import_path.partition(":")
+    if not sep or not module_name or not attr:
+        raise RegistryError(
+            f"model import path {import_path!r} must look like 'package.module:function'"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RegistryError(
+            f"cannot import {module_name!r} for model {import_path!r}: {exc}"
+        ) from exc
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        raise RegistryError(f"{import_path!r}: {module_name} has no callable {attr!r}")
+    return builder
+
+
+def build_model(
+    name: str | None, import_path: str | None, params: dict[str, Any], info: DatasetInfo
+) -> nn.Module:
+    """A registry model by ``name``, or a user's ``import_path`` builder.
+
+    A user builder is called as ``build(info=info, **params)`` and must return
+    an ``nn.Module`` taking a batch of model inputs and returning logits.
+    """
+    if import_path:
+        model = import_builder(import_path)(info=info, **params)
+        if not isinstance(model, nn.Module):
+            raise RegistryError(f"{import_path!r} returned {type(model).__name__}, not nn.Module")
+        return model
+    assert name is not None
+    entry = MODELS.get(name)
+    return entry.factory(entry.params_model.model_validate(params), info)

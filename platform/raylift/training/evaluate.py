@@ -1,0 +1,53 @@
+"""Validation on each rank's shard of the validation split, reduced across ranks."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as dist
+
+from raylift.training.plan import shard_range
+
+if TYPE_CHECKING:
+    from raylift.training.setup import WorkerSetup
+
+
+@torch.no_grad()
+def evaluate(setup: WorkerSetup, rank: int, world_size: int) -> dict[str, float]:
+    """val_loss (+ val_accuracy, or val_perplexity for language models)."""
+    data, model = setup.data, setup.model
+    model.eval()
+    shard = shard_range(data.num_val, rank, world_size)
+    batch = setup.spec["data"]["batch_size"]
+    max_batches = setup.spec["train"]["max_val_batches"]
+    loss_sum = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    for i, start in enumerate(range(shard.start, shard.stop, batch)):
+        if max_batches is not None and i >= max_batches:
+            break
+        stop = min(start + batch, shard.stop)
+        inputs = data.val_inputs[start:stop].to(setup.device)
+        targets = data.val_targets[start:stop].to(setup.device)
+        with setup.autocast():
+            logits = model(inputs)
+        logits = logits.float().reshape(-1, logits.shape[-1])
+        flat_targets = targets.reshape(-1)
+        loss_sum[0] += float(
+            torch.nn.functional.cross_entropy(logits, flat_targets, reduction="sum")
+        )
+        loss_sum[1] += float((logits.argmax(-1) == flat_targets).sum())
+        loss_sum[2] += flat_targets.numel()
+    if dist.is_available() and dist.is_initialized():
+        reduced = loss_sum.to(setup.device) if setup.device.type == "cuda" else loss_sum
+        dist.all_reduce(reduced)
+        loss_sum = reduced.cpu()
+    count = max(float(loss_sum[2]), 1.0)
+    val_loss = float(loss_sum[0]) / count
+    metrics = {"val_loss": val_loss}
+    if setup.info.task == "language_modeling":
+        metrics["val_perplexity"] = math.exp(min(val_loss, 50.0))
+        metrics["val_token_accuracy"] = float(loss_sum[1]) / count
+    else:
+        metrics["val_accuracy"] = float(loss_sum[1]) / count
+    return metrics

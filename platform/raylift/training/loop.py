@@ -1,0 +1,187 @@
+"""The per-worker training loop that Ray Train runs on every rank."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from raylift.data.base import PreparedData
+from raylift.training import checkpoint as ckpt
+from raylift.training.evaluate import evaluate
+from raylift.training.plan import StepPlan, epoch_permutation, lr_multiplier
+from raylift.training.setup import WorkerSetup, build_worker
+
+FAULT_ENV = "RAYLIFT_FAULT_AT_STEP"
+
+
+@dataclass
+class LoopState:
+    step: int = 0  # optimizer steps completed
+    samples_seen: int = 0
+    restarts: int = 0
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Entry point given to ``TorchTrainer``; ``config["spec"]`` is the job spec JSON."""
+    import ray.train
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    setup = build_worker(config["spec"], rank=rank, world_size=world)
+    state = LoopState()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            restored = ckpt.load_state(directory)
+        _restore(setup, restored, state)
+    _run(setup, state, rank, world, resumed=checkpoint is not None)
+
+
+def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> None:
+    setup.unwrapped.load_state_dict(restored["model"])
+    setup.optimizer.load_state_dict(restored["optimizer"])
+    setup.scheduler.load_state_dict(restored["scheduler"])
+    if setup.scaler is not None and "scaler" in restored:
+        setup.scaler.load_state_dict(restored["scaler"])
+    ckpt.set_rng_states(restored["rng"])
+    state.step = int(restored["step"])
+    state.samples_seen = int(restored["samples_seen"])
+    state.restarts = int(restored.get("restarts", 0)) + 1
+
+
+def _run(setup: WorkerSetup, state: LoopState, rank: int, world: int, *, resumed: bool) -> None:
+    import ray.train
+
+    spec, plan, data = setup.spec, setup.plan, setup.data
+    train = spec["train"]
+    fault_at = int(os.environ.get(FAULT_ENV, "-1"))
+    window_start, window_samples = time.perf_counter(), 0
+    window_loss, window_loss_n = 0.0, 0
+    permutation_epoch, permutation = -1, torch.empty(0)
+    total = plan.total_steps
+    while state.step < total:
+        step = state.step
+        epoch = plan.epoch_of(step)
+        if epoch != permutation_epoch:
+            permutation, permutation_epoch = epoch_permutation(plan.num_train, train["seed"], epoch), epoch
+        if step == fault_at and not resumed and rank == 0:
+            raise RuntimeError(f"{FAULT_ENV}={fault_at}: injected failure at step {step}")
+        torch.manual_seed(train["seed"] * 7919 + rank * 104_729 + step)
+        loss = _optimizer_step(setup, plan, data, permutation, step, rank)
+        state.step += 1
+        state.samples_seen += plan.global_batch
+        window_samples += plan.global_batch
+        window_loss += loss
+        window_loss_n += 1
+        checkpoint_now = _should_checkpoint(train, plan, step, total)
+        if checkpoint_now or state.step % train["log_every_steps"] == 0:
+            elapsed = max(time.perf_counter() - window_start, 1e-9)
+            metrics = _progress_metrics(setup, state, epoch, window_loss / window_loss_n, window_samples / elapsed)
+            if checkpoint_now:
+                metrics.update(evaluate(setup, rank, world))
+                metrics.update(setup.baselines)
+                _report_checkpoint(setup, state, metrics, rank)
+            else:
+                ray.train.report(metrics)
+            window_start, window_samples, window_loss, window_loss_n = time.perf_counter(), 0, 0.0, 0
+
+
+def _optimizer_step(
+    setup: WorkerSetup, plan: StepPlan, data: PreparedData, permutation: torch.Tensor, step: int, rank: int
+) -> float:
+    model, optimizer = setup.model, setup.optimizer
+    model.train()
+    accum = plan.grad_accum_steps
+    total_loss = 0.0
+    for micro in range(accum):
+        indices = plan.micro_batch_indices(permutation, step, micro, rank)
+        inputs = data.train_inputs[indices].to(setup.device, non_blocking=True)
+        targets = data.train_targets[indices].to(setup.device, non_blocking=True)
+        sync = micro == accum - 1 or not hasattr(model, "no_sync")
+        with contextlib.nullcontext() if sync else model.no_sync(), setup.autocast():
+            loss = setup.loss(model(inputs), targets) / accum
+        if setup.scaler is not None:
+            setup.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        total_loss += float(loss.detach())
+    grad_clip = setup.spec["train"]["grad_clip"]
+    if setup.scaler is not None:
+        setup.scaler.unscale_(optimizer)
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if setup.scaler is not None:
+        setup.scaler.step(optimizer)
+        setup.scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    setup.scheduler.step()
+    return total_loss
+
+
+def _should_checkpoint(train: dict[str, Any], plan: StepPlan, step: int, total: int) -> bool:
+    if step + 1 == total:
+        return True
+    every_steps = train["checkpoint_every_steps"]
+    if every_steps and (step + 1) % every_steps == 0:
+        return True
+    every_epochs = train["checkpoint_every_epochs"]
+    return bool(
+        every_epochs and plan.is_epoch_end(step) and (plan.epoch_of(step) + 1) % every_epochs == 0
+    )
+
+
+def _progress_metrics(
+    setup: WorkerSetup, state: LoopState, epoch: int, loss: float, samples_per_s: float
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "step": state.step,
+        "total_steps": setup.plan.total_steps,
+        "epoch": epoch + 1,
+        "train_loss": loss,
+        "lr": setup.scheduler.get_last_lr()[0],
+        "samples_per_s": samples_per_s,
+        "world_size": setup.plan.world_size,
+        "global_batch": setup.plan.global_batch,
+        "samples_seen": state.samples_seen,
+        "restarts": state.restarts,
+    }
+    if setup.info.task == "language_modeling":
+        metrics["tokens_per_s"] = samples_per_s * setup.info.input_shape[0]
+    return metrics
+
+
+def _report_checkpoint(
+    setup: WorkerSetup, state: LoopState, metrics: dict[str, Any], rank: int
+) -> None:
+    import ray.train
+
+    with tempfile.TemporaryDirectory(prefix="raylift-ckpt-") as directory:
+        checkpoint = None
+        if rank == 0:
+            payload = {
+                "model": setup.unwrapped.state_dict(),
+                "optimizer": setup.optimizer.state_dict(),
+                "scheduler": setup.scheduler.state_dict(),
+                "step": state.step,
+                "epoch": metrics["epoch"],
+                "samples_seen": state.samples_seen,
+                "restarts": state.restarts,
+                "rng": ckpt.rng_states(),
+                "spec": json.dumps(setup.spec),
+                "metrics": json.dumps(metrics),
+            }
+            if setup.scaler is not None:
+                payload["scaler"] = setup.scaler.state_dict()
+            ckpt.save_state(directory, payload, extra={"step": state.step, "metrics": metrics})
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_{state.step:08d}")

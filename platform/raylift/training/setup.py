@@ -1,0 +1,127 @@
+"""Everything one worker builds before its first step: data, model, optimizer."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from raylift.data.base import DatasetInfo, PreparedData, load_dataset
+from raylift.models.base import build_model
+from raylift.training.plan import StepPlan, lr_multiplier
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class WorkerSetup:
+    spec: dict[str, Any]
+    plan: StepPlan
+    data: PreparedData
+    model: nn.Module  # possibly DDP-wrapped
+    unwrapped: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    device: torch.device
+    loss: LossFn
+    baselines: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.data.info
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        precision = self.spec["train"]["precision"]
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def loss_for(task: str) -> LossFn:
+    """Mean cross-entropy; over every token for language models."""
+    if task == "language_modeling":
+        def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1)
+            )
+
+        return lm_loss
+    return lambda logits, targets: nn.functional.cross_entropy(logits.float(), targets)
+
+
+def load_data(spec: dict[str, Any]) -> PreparedData:
+    data = spec["data"]
+    return load_dataset(data["name"], data["params"], val_fraction=data["val_fraction"], seed=data["seed"])
+
+
+def make_model(spec: dict[str, Any], info: DatasetInfo) -> nn.Module:
+    model = spec["model"]
+    torch.manual_seed(spec["train"]["seed"])
+    return build_model(model.get("name"), model.get("import_path"), model.get("params", {}), info)
+
+
+def make_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if train["optimizer"] == "sgd":
+        return torch.optim.SGD(
+            params, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"]
+        )
+    cls = torch.optim.AdamW if train["optimizer"] == "adamw" else torch.optim.Adam
+    return cls(params, lr=train["lr"], weight_decay=train["weight_decay"])
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, train: dict[str, Any], total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    def multiplier(step: int) -> float:
+        return lr_multiplier(
+            step, total_steps, train["schedule"], train["warmup_steps"], train["min_lr_ratio"]
+        )
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+
+
+def build_worker(spec: dict[str, Any], *, rank: int, world_size: int) -> WorkerSetup:
+    """Data, model (initialised from ``init_from`` if set), DDP, optimizer, schedule."""
+    import ray.train.torch
+
+    from raylift.training.export import load_weights
+
+    train = spec["train"]
+    data = load_data(spec)
+    plan = StepPlan(
+        num_train=data.num_train,
+        per_worker_batch=spec["data"]["batch_size"],
+        world_size=world_size,
+        grad_accum_steps=train["grad_accum_steps"],
+        epochs=train["epochs"],
+        max_steps=train["max_steps"],
+    )
+    model = make_model(spec, data.info)
+    if spec.get("init_from"):
+        model.load_state_dict(load_weights(spec["init_from"]))
+    device = ray.train.torch.get_device()
+    wrapped = ray.train.torch.prepare_model(model, parallel_strategy="ddp")
+    unwrapped = wrapped.module if hasattr(wrapped, "module") else wrapped
+    optimizer = make_optimizer(unwrapped, train)
+    scheduler = make_scheduler(optimizer, train, plan.total_steps)
+    scaler = torch.amp.GradScaler(device.type) if train["precision"] == "fp16" else None
+    return WorkerSetup(
+        spec=spec,
+        plan=plan,
+        data=data,
+        model=wrapped,
+        unwrapped=unwrapped,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        device=device,
+        loss=loss_for(data.info.task),
+        baselines=dict(data.baselines),
+    )

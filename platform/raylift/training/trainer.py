@@ -1,0 +1,243 @@
+"""Job spec -> Ray Train ``TorchTrainer``, and running a job end to end."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from raylift import storage
+from raylift.errors import SpecError, StorageError, TrainingError
+from raylift.specs import JobSpec
+from raylift.training.runs import RunRecord, now
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+def metric_and_mode(spec: JobSpec, task: str) -> tuple[str, str]:
+    """The metric that picks the best checkpoint, and whether high is better."""
+    if spec.train.metric:
+        metric = spec.train.metric
+        mode = spec.train.mode or ("max" if "acc" in metric else "min")
+        return metric, mode
+    if task == "classification":
+        return "val_accuracy", "max"
+    return "val_loss", "min"
+
+
+def resolve_spec(spec: JobSpec) -> dict[str, Any]:
+    """The spec as the workers get it: model filled in from ``init_from`` if omitted."""
+    resolved = spec.model_dump(mode="json")
+    resolved["init_from"] = spec.init_from_path
+    if spec.model is None and spec.init_from_path:
+        from raylift.training.export import local_copy, read_manifest
+
+        with local_copy(spec.init_from_path) as local:
+            resolved["model"] = read_manifest(local)["model"]
+    return resolved
+
+
+def build_trainer(
+    spec: JobSpec,
+    resolved: dict[str, Any],
+    *,
+    metric: str,
+    mode: str,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """The TorchTrainer for ``spec`` (Train V2)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from raylift.training.loop import train_loop_per_worker
+
+    scaling = spec.scaling
+    if scaling.strategy == "fsdp":
+        raise SpecError(
+            "scaling.strategy=fsdp is not available yet; use ddp", key="scaling.strategy"
+        )
+    resources = scaling.resources_per_worker
+    if resources is None:
+        resources = {"CPU": 1, "GPU": 1} if scaling.use_gpu else {"CPU": 1}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"spec": resolved},
+        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=RunConfig(
+            name=spec.name,
+            storage_path=spec.storage.path,
+            failure_config=FailureConfig(max_failures=spec.failure.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=spec.train.keep_checkpoints,
+                checkpoint_score_attribute=metric,
+                checkpoint_score_order=mode,
+            ),
+            callbacks=callbacks or [],
+        ),
+    )
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: str
+    export_dir: str
+    metrics: dict[str, Any]
+    best_metrics: dict[str, Any]
+    metric: str
+    mode: str
+
+
+def prepare_run_dir(spec: JobSpec, *, resume: bool, overwrite: bool) -> RunRecord | None:
+    """Refuse to clobber an existing run unless asked; returns its record on resume."""
+    run_dir = spec.run_dir
+    exists = spec.name in storage.list_dirs(spec.storage.path)
+    record = RunRecord.load(run_dir) if exists else None
+    if resume:
+        if not exists:
+            raise StorageError(f"nothing to resume: no run {spec.name!r} under {spec.storage.path}")
+        if record is not None:
+            for key in ("model", "data"):
+                before, after = record.spec.get(key), spec.model_dump(mode="json").get(key)
+                if key == "model" and after is None:
+                    continue
+                if before is not None and before != after:
+                    raise SpecError(
+                        f"differs from the run being resumed ({run_dir}); resume with the same "
+                        f"{key} section or start a new run name",
+                        key=key,
+                    )
+        return record
+    if exists:
+        if not overwrite:
+            raise StorageError(
+                f"run {spec.name!r} already exists under {spec.storage.path}: pass --resume to "
+                "continue it, --overwrite to replace it, or --set name=NEW"
+            )
+        storage.remove_dir(run_dir)
+    return None
+
+
+def run_training(
+    spec: JobSpec,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_event: EventHandler | None = None,
+) -> TrainOutcome:
+    """Fit ``spec`` on the connected Ray, export the best checkpoint, record the run."""
+    from ray.util.queue import Queue
+
+    from raylift.training.progress import ProgressCallback
+
+    previous = prepare_run_dir(spec, resume=resume, overwrite=overwrite)
+    resolved = resolve_spec(spec)
+    from raylift.training.setup import load_data
+
+    data = load_data(resolved)
+    metric, mode = metric_and_mode(spec, data.info.task)
+    record = RunRecord(
+        name=spec.name,
+        status="running",
+        started=previous.started if previous else now(),
+        spec=resolved,
+        attempts=(previous.attempts + 1) if previous else 1,
+    )
+    record.save(spec.run_dir)
+
+    queue = Queue(maxsize=1000, actor_options={"num_cpus": 0})
+    stop = threading.Event()
+    pump = threading.Thread(target=_pump, args=(queue, stop, on_event, record, spec.run_dir), daemon=True)
+    pump.start()
+    trainer = build_trainer(
+        spec, resolved, metric=metric, mode=mode, callbacks=[ProgressCallback(queue)]
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:
+        record.status, record.finished, record.error = "failed", now(), _summarise(exc)
+        record.save(spec.run_dir)
+        raise TrainingError(f"run {spec.name!r} failed: {record.error}") from exc
+    finally:
+        stop.set()
+        pump.join(timeout=5)
+        _shutdown_queue(queue)
+
+    best = _best_checkpoint(result, metric, mode)
+    if best is None:
+        raise TrainingError(f"run {spec.name!r} finished without a checkpoint to export")
+    checkpoint, best_metrics = best
+    from raylift.training.export import export_from_checkpoint
+
+    export_dir = storage.join(spec.run_dir, "model")
+    with checkpoint.as_directory() as local:
+        export_from_checkpoint(local, export_dir, data)
+    record.status, record.finished = "succeeded", now()
+    record.metrics = _clean(result.metrics or {})
+    record.best_metric = {"name": metric, "mode": mode, "value": best_metrics.get(metric),
+                          "step": best_metrics.get("step")}
+    record.export = export_dir
+    record.save(spec.run_dir)
+    return TrainOutcome(spec.run_dir, export_dir, record.metrics, _clean(best_metrics), metric, mode)
+
+
+def _best_checkpoint(result: Any, metric: str, mode: str) -> tuple[Any, dict[str, Any]] | None:
+    scored = [(c, m) for c, m in (result.best_checkpoints or []) if metric in m]
+    if not scored:
+        return (result.checkpoint, dict(result.metrics or {})) if result.checkpoint else None
+    sign = 1 if mode == "max" else -1
+    return max(scored, key=lambda pair: (sign * float(pair[1][metric]), pair[1].get("step", 0)))
+
+
+def _pump(queue: Any, stop: threading.Event, on_event: EventHandler | None, record: RunRecord,
+          run_dir: str) -> None:
+    """Driver thread: hand progress events to the display; keep the record's metrics fresh."""
+    while not stop.is_set():
+        try:
+            event = queue.get(timeout=0.5)
+        except Exception:  # noqa: BLE001 - ray.util.queue.Empty, or the queue is gone
+            continue
+        if on_event is not None:
+            on_event(event)
+        if event.get("checkpoint"):
+            record.metrics = _clean(event)
+            try:
+                record.save(run_dir)
+            except OSError:
+                pass
+
+
+def _shutdown_queue(queue: Any) -> None:
+    try:
+        queue.shutdown(force=True)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe copy without Ray's bookkeeping keys."""
+    out = {}
+    for key, value in metrics.items():
+        if key == "checkpoint" or key.startswith("_"):
+            continue
+        try:
+            json.dumps(value)
+        except TypeError:
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def _summarise(exc: BaseException) -> str:
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        rank, error = sorted(failures.items())[0]
+        return f"worker {rank}: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1][:300] if text else ''}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator
 from torch import nn
 
 from raylift.data.base import DatasetInfo
@@ -19,7 +19,7 @@ class CNNParams(Params):
     channels: list[PositiveInt] = Field(
         [16, 32], min_length=1, description="Output channels of each convolution."
     )
-    kernel_size: int = Field(3, ge=1, description="Convolution kernel size ('same' padding).")
+    kernel_size: int = Field(3, ge=1, description="Odd convolution kernel size ('same' padding).")
     hidden_size: int = Field(64, ge=1, description="Width of the fully connected hidden layer.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the output layer.")
     image_shape: tuple[int, int, int] | None = Field(
@@ -29,6 +29,13 @@ class CNNParams(Params):
             "image inferred from the input size (64 -> [1, 8, 8])."
         ),
     )
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd_kernel(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {value}")
+        return value
 
 
 def image_shape_for(info: DatasetInfo, given: tuple[int, int, int] | None) -> tuple[int, int, int]:

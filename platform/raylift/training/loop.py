@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from raylift.training.evaluate import evaluate
 from raylift.training.plan import StepPlan, epoch_permutation, lr_multiplier
 from raylift.training.setup import WorkerSetup, build_worker
 
+# Chaos testing: the driver reads this and rank 0 raises once at that step, in an
+# attempt that did not resume from a checkpoint (so a restart gets past it).
 FAULT_ENV = "RAYLIFT_FAULT_AT_STEP"
 
 
@@ -27,6 +28,7 @@ class LoopState:
     step: int = 0  # optimizer steps completed
     samples_seen: int = 0
     restarts: int = 0
+    train_time_s: float = 0.0  # wall time in this attempt's loop, less validation/checkpoints
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -42,7 +44,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             restored = ckpt.load_state(directory)
         _restore(setup, restored, state)
-    _run(setup, state, rank, world, resumed=checkpoint is not None)
+    fault_at = int(config.get("fault_at_step", -1))
+    _run(setup, state, rank, world, resumed=checkpoint is not None, fault_at=fault_at)
 
 
 def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> None:
@@ -57,16 +60,18 @@ def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> 
     state.restarts = int(restored.get("restarts", 0)) + 1
 
 
-def _run(setup: WorkerSetup, state: LoopState, rank: int, world: int, *, resumed: bool) -> None:
+def _run(
+    setup: WorkerSetup, state: LoopState, rank: int, world: int, *, resumed: bool, fault_at: int
+) -> None:
     import ray.train
 
     spec, plan, data = setup.spec, setup.plan, setup.data
     train = spec["train"]
-    fault_at = int(os.environ.get(FAULT_ENV, "-1"))
     window_start, window_samples = time.perf_counter(), 0
     window_loss, window_loss_n = 0.0, 0
     permutation_epoch, permutation = -1, torch.empty(0)
     total = plan.total_steps
+    attempt_start, excluded_s = time.perf_counter(), 0.0
     while state.step < total:
         step = state.step
         epoch = plan.epoch_of(step)
@@ -83,12 +88,15 @@ def _run(setup: WorkerSetup, state: LoopState, rank: int, world: int, *, resumed
         window_loss_n += 1
         checkpoint_now = _should_checkpoint(train, plan, step, total)
         if checkpoint_now or state.step % train["log_every_steps"] == 0:
-            elapsed = max(time.perf_counter() - window_start, 1e-9)
-            metrics = _progress_metrics(setup, state, epoch, window_loss / window_loss_n, window_samples / elapsed)
+            now = time.perf_counter()
+            state.train_time_s = now - attempt_start - excluded_s
+            samples_per_s = window_samples / max(now - window_start, 1e-9)
+            metrics = _progress_metrics(setup, state, epoch, window_loss / window_loss_n, samples_per_s)
             if checkpoint_now:
                 metrics.update(evaluate(setup, rank, world))
                 metrics.update(setup.baselines)
                 _report_checkpoint(setup, state, metrics, rank)
+                excluded_s += time.perf_counter() - now
             else:
                 ray.train.report(metrics)
             window_start, window_samples, window_loss, window_loss_n = time.perf_counter(), 0, 0.0, 0
@@ -154,6 +162,7 @@ def _progress_metrics(
         "global_batch": setup.plan.global_batch,
         "samples_seen": state.samples_seen,
         "restarts": state.restarts,
+        "train_time_s": state.train_time_s,
     }
     if setup.info.task == "language_modeling":
         metrics["tokens_per_s"] = samples_per_s * setup.info.input_shape[0]

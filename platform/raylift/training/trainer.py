@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def build_trainer(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from raylift.training.loop import train_loop_per_worker
+    from raylift.training.loop import FAULT_ENV, train_loop_per_worker
 
     scaling = spec.scaling
     if scaling.strategy == "fsdp":
@@ -63,7 +64,7 @@ def build_trainer(
         resources = {"CPU": 1, "GPU": 1} if scaling.use_gpu else {"CPU": 1}
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"spec": resolved},
+        train_loop_config={"spec": resolved, "fault_at_step": int(os.environ.get(FAULT_ENV, -1))},
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=scaling.num_workers,

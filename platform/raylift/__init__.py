@@ -1,0 +1,61 @@
+"""raylift: train, tune and serve PyTorch models on a Ray cluster.
+
+Public API (import-light: Ray and torch load only when used)::
+
+    from raylift import load_spec, run_training, load_export, connect
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from raylift.errors import (
+    CheckpointError,
+    ClusterError,
+    DataError,
+    ExportError,
+    RayliftError,
+    RegistryError,
+    SpecError,
+    StorageError,
+    TrainingError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "ClusterError",
+    "DataError",
+    "ExportError",
+    "RayliftError",
+    "RegistryError",
+    "SpecError",
+    "StorageError",
+    "TrainingError",
+    "connect",
+    "load_export",
+    "load_spec",
+    "run_training",
+]
+
+_LAZY = {
+    "load_spec": "raylift.specs",
+    "run_training": "raylift.training.trainer",
+    "load_export": "raylift.training.export",
+    "connect": "raylift.cluster",
+}
+
+if TYPE_CHECKING:
+    from raylift.cluster import connect
+    from raylift.specs import load_spec
+    from raylift.training.export import load_export
+    from raylift.training.trainer import run_training
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'raylift' has no attribute {name!r}")

@@ -1,0 +1,139 @@
+"""Real local Ray: 2-worker TorchTrainer on gloo; checkpoints; resume; export."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from raylift.errors import TrainingError
+from raylift.specs import spec_from_dict
+from raylift.training.export import load_export
+from raylift.training.loop import FAULT_ENV
+from raylift.training.runs import RunRecord
+from raylift.training.trainer import run_training
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
+
+
+def digits_spec(storage: Path, name: str, **train: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model": {"name": "mlp", "params": {"hidden_sizes": [64]}},
+        "data": {"name": "digits", "batch_size": 32},
+        "train": {"epochs": 6, "lr": 0.005, "warmup_steps": 10, "log_every_steps": 10,
+                  "checkpoint_every_epochs": 3, **train},
+        "scaling": {"min_workers": 2, "max_workers": 2},
+        "storage": {"path": str(storage)},
+    }
+
+
+def test_two_workers_train_digits_and_export(tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = []
+    spec = spec_from_dict(digits_spec(tmp_path, "digits"))
+    outcome = run_training(spec, on_event=events.append)
+
+    assert outcome.best_metrics["val_accuracy"] >= 0.9
+    assert {e["world_size"] for e in events} == {2}
+    steps = [e["step"] for e in events]
+    assert steps == sorted(steps) and steps[-1] == outcome.metrics["step"] == 6 * 22
+    assert all(e["samples_per_s"] > 0 for e in events)
+
+    record = RunRecord.load(outcome.run_dir)
+    assert record is not None and record.status == "succeeded"
+    assert record.best_metric["name"] == "val_accuracy"
+
+    exported = load_export(outcome.export_dir)
+    sample = exported.sample()
+    accuracy = (exported.predict(sample["inputs"]) == sample["targets"]).float().mean()
+    assert float(accuracy) >= 0.85
+    assert exported.manifest["preprocessing"]["type"] == "standardize"
+
+
+def test_resume_continues_at_the_saved_step_and_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = {"checkpoint_every_steps": 20, "checkpoint_every_epochs": None}
+    reference = run_training(spec_from_dict(digits_spec(tmp_path, "ref", **overrides)))
+
+    spec = spec_from_dict({**digits_spec(tmp_path, "crashy", **overrides),
+                           "failure": {"max_failures": 0}})
+    monkeypatch.setenv(FAULT_ENV, "50")
+    with pytest.raises(TrainingError, match="injected failure at step 50"):
+        run_training(spec)
+    record = RunRecord.load(spec.run_dir)
+    assert record is not None and record.status == "failed"
+
+    monkeypatch.delenv(FAULT_ENV)
+    events: list[dict[str, Any]] = []
+    resumed = run_training(spec, resume=True, on_event=events.append)
+
+    assert events[0]["step"] > 40, "the resumed run restarted from scratch"
+    assert events[0]["restarts"] == 1
+    assert resumed.metrics["step"] == reference.metrics["step"]
+    assert resumed.metrics["samples_seen"] == reference.metrics["samples_seen"]
+    assert resumed.metrics["lr"] == pytest.approx(reference.metrics["lr"], abs=1e-9)
+    assert resumed.metrics["val_loss"] == pytest.approx(reference.metrics["val_loss"], rel=1e-3)
+    record = RunRecord.load(spec.run_dir)
+    assert record is not None and record.status == "succeeded" and record.attempts == 2
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path: Path) -> None:
+    from raylift.errors import StorageError
+
+    spec = spec_from_dict(digits_spec(tmp_path, "twice", epochs=1, checkpoint_every_epochs=1))
+    run_training(spec)
+    with pytest.raises(StorageError, match="--resume"):
+        run_training(spec)
+    outcome = run_training(spec, overwrite=True)
+    assert outcome.metrics["step"] == 22
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    storage = tmp_path_factory.mktemp("lm")
+    spec = spec_from_dict({
+        "name": "lm",
+        "model": {"name": "gpt", "params": {"num_layers": 1, "num_heads": 2, "embed_dim": 64}},
+        "data": {"name": "text", "params": {"context_length": 32, "max_bytes": 120_000},
+                 "batch_size": 32, "val_fraction": 0.1},
+        "train": {"epochs": None, "max_steps": 150, "lr": 0.003, "warmup_steps": 10,
+                  "checkpoint_every_steps": 75, "checkpoint_every_epochs": None,
+                  "log_every_steps": 25, "max_val_batches": 5},
+        "storage": {"path": str(storage)},
+    })
+    outcome = run_training(spec)
+    return storage, outcome.best_metrics
+
+
+def test_tiny_gpt_beats_the_unigram_baseline(pretrained: tuple[Path, dict[str, Any]]) -> None:
+    _, best = pretrained
+    assert best["val_loss"] < best["unigram_loss"] - 0.2
+    assert best["val_perplexity"] == pytest.approx(math.exp(best["val_loss"]), rel=1e-6)
+    assert best["tokens_per_s"] > 0
+
+
+def test_finetune_initialises_from_the_pretrained_export(
+    pretrained: tuple[Path, dict[str, Any]],
+) -> None:
+    storage, _ = pretrained
+    before = load_export(str(storage / "lm" / "model"))
+    spec = spec_from_dict({
+        "name": "ft",
+        "init_from": "lm",  # a run name under storage.path; model comes from its export
+        "data": {"name": "text", "params": {"corpus": "licenses", "context_length": 32},
+                 "batch_size": 16},
+        "train": {"epochs": None, "max_steps": 4, "lr": 1e-7, "checkpoint_every_epochs": None,
+                  "log_every_steps": 2, "max_val_batches": 2},
+        "storage": {"path": str(storage)},
+    })
+    outcome = run_training(spec)
+    after = load_export(outcome.export_dir)
+    assert after.manifest["model"] == before.manifest["model"]
+    for (name, a), (_, b) in zip(before.model.state_dict().items(),
+                                 after.model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-4), name
+    assert after.manifest["data"]["params"]["corpus"] == "licenses"

@@ -1,0 +1,172 @@
+"""Job specs: every shipped spec loads; each kind of bad spec names file, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raylift.errors import SpecError
+from raylift.specs import JobSpec, check_runnable, dump_spec, load_spec
+from raylift.specs.overrides import parse_override
+
+JOBS = sorted((Path(__file__).resolve().parents[2] / "jobs").glob("*.yaml"))
+DIGITS = Path(__file__).resolve().parents[2] / "jobs" / "digits-mlp.yaml"
+
+
+def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+MINIMAL = """\
+name: t
+model: {name: mlp}
+data: {name: digits}
+"""
+
+
+@pytest.mark.parametrize("path", JOBS, ids=[p.name for p in JOBS])
+def test_every_shipped_job_spec_loads(path: Path) -> None:
+    spec = load_spec(path)
+    assert isinstance(spec, JobSpec)
+    assert spec.name == path.stem
+
+
+def test_shipped_specs_are_found() -> None:
+    names = {p.name for p in JOBS}
+    assert {"digits-mlp.yaml", "digits-cnn.yaml", "tinygpt-pretrain.yaml",
+            "tinygpt-finetune.yaml"} <= names
+
+
+def test_defaults_and_public_keys(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL))
+    assert spec.train.lr > 0 and spec.train.epochs == 10
+    assert spec.scaling.min_workers == spec.scaling.max_workers == 2
+    assert spec.scaling.num_workers == 2
+    assert spec.storage.path == str(tmp_path / "runs")  # RAYLIFT_STORAGE_PATH from conftest
+
+
+def test_elastic_range_becomes_a_tuple(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL), ["scaling.min_workers=1", "scaling.max_workers=4"])
+    assert spec.scaling.num_workers == (1, 4)
+
+
+def test_set_overrides_are_typed_and_validated(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL), ["train.lr=0.05", "model.params.hidden_sizes=[8]"])
+    assert spec.train.lr == pytest.approx(0.05)
+    assert spec.model is not None and spec.model.params == {"hidden_sizes": [8]}
+    assert parse_override("a.b=true") == (["a", "b"], True)
+    with pytest.raises(SpecError, match="dotted.key=value"):
+        parse_override("novalue")
+
+
+def test_dump_spec_round_trips(tmp_path: Path) -> None:
+    spec = load_spec(DIGITS)
+    again = load_spec(write(tmp_path, dump_spec(spec)))
+    assert again == spec
+
+
+def error_of(tmp_path: Path, text: str, overrides: list[str] | None = None) -> SpecError:
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        spec = load_spec(path, overrides)
+        check_runnable(spec, file=str(path))
+    return info.value
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="file not found") as info:
+        load_spec(tmp_path / "nope.yaml")
+    assert "nope.yaml" in str(info.value)
+
+
+def test_yaml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "name: t\nmodel: {name: mlp\ndata: {name: digits}\n")
+    assert err.line is not None and err.column is not None
+    assert "YAML syntax error" in str(err) and "job.yaml:" in str(err)
+
+
+def test_unknown_key_did_you_mean(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL + "train:\n  lrr: 0.1\n")
+    assert err.key == "train.lrr"
+    assert 'did you mean "lr"' in str(err)
+    assert err.line == 5
+
+
+def test_unknown_top_level_key_lists_nothing_wrong(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL + "scalling: {}\n")
+    assert err.key == "scalling" and 'did you mean "scaling"' in str(err)
+
+
+def test_unknown_model_param_did_you_mean(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL, ["model.params.hiden_sizes=[4]"])
+    assert err.key == "model.params.hiden_sizes"
+    assert 'did you mean "hidden_sizes"' in str(err)
+
+
+def test_unknown_model_lists_known(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL, ["model.name=resnet"])
+    assert err.key == "model.name"
+    assert "unknown model 'resnet'" in str(err) and "cnn, gpt, mlp" in str(err)
+
+
+def test_unknown_dataset_lists_known(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL, ["data.name=digts"])
+    assert err.key == "data.name"
+    assert 'did you mean "digits"' in str(err) and "text" in str(err)
+
+
+def test_min_workers_above_max(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL, ["scaling.min_workers=3", "scaling.max_workers=2"])
+    assert err.key == "scaling.min_workers"
+    assert "min_workers <= max_workers" in str(err)
+
+
+@pytest.mark.parametrize("lr", ["0", "-0.1"])
+def test_non_positive_learning_rate(tmp_path: Path, lr: str) -> None:
+    err = error_of(tmp_path, MINIMAL, [f"train.lr={lr}"])
+    assert err.key == "train.lr" and "greater than 0" in str(err)
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "name: t\nmodel: {name: mlp}\n")
+    assert err.key == "data" and "missing" in str(err)
+
+
+def test_bad_run_name(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL, ["name=../escape"])
+    assert err.key == "name"
+
+
+def test_unwritable_storage_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    err = error_of(tmp_path, MINIMAL, [f"storage.path={blocker}/runs"])
+    assert err.key == "storage.path" and "not writable" in str(err)
+
+
+def test_init_from_that_does_not_exist(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "name: t\ndata: {name: digits}\ninit_from: no-such-run\n")
+    assert err.key == "init_from" and "not an exported model" in str(err)
+
+
+def test_model_or_init_from_required(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "name: t\ndata: {name: digits}\n")
+    assert "init_from" in str(err)
+
+
+def test_init_from_run_name_resolves_under_storage(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, "name: t\ndata: {name: digits}\ninit_from: pre\n"))
+    assert spec.init_from_path == str(tmp_path / "runs" / "pre" / "model")
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "- a\n- b\n")
+    assert "mapping" in str(err)
+
+
+def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "name: !!python/object/apply:os.system ['echo hi']\n")
+    assert "YAML" in str(err)

@@ -45,9 +45,7 @@ class Registry(Generic[F]):
         self.kind = kind
         self._entries: dict[str, Entry[F]] = {}
 
-    def register(
-        self, name: str, params_model: type[Params], description: str
-    ) -> Callable[[F], F]:
+    def register(self, name: str, params_model: type[Params], description: str) -> Callable[[F], F]:
         """Decorator: ``@MODELS.register("mlp", MLPParams, "...")``."""
 
         def add(factory: F) -> F:
@@ -67,8 +65,7 @@ class Registry(Generic[F]):
         except KeyError:
             known = ", ".join(self.names())
             raise RegistryError(
-                f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())}; "
-                f"known: {known}"
+                f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())}; known: {known}"
             ) from None
 
     def parse_params(self, name: str, params: dict[str, Any] | None) -> Params:

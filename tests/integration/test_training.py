@@ -24,8 +24,14 @@ def digits_spec(storage: Path, name: str, **train: Any) -> dict[str, Any]:
         "name": name,
         "model": {"name": "mlp", "params": {"hidden_sizes": [64]}},
         "data": {"name": "digits", "batch_size": 32},
-        "train": {"epochs": 6, "lr": 0.005, "warmup_steps": 10, "log_every_steps": 10,
-                  "checkpoint_every_epochs": 3, **train},
+        "train": {
+            "epochs": 6,
+            "lr": 0.005,
+            "warmup_steps": 10,
+            "log_every_steps": 10,
+            "checkpoint_every_epochs": 3,
+            **train,
+        },
         "scaling": {"min_workers": 2, "max_workers": 2},
         "storage": {"path": str(storage)},
     }
@@ -59,8 +65,9 @@ def test_resume_continues_at_the_saved_step_and_matches(
     overrides = {"checkpoint_every_steps": 20, "checkpoint_every_epochs": None}
     reference = run_training(spec_from_dict(digits_spec(tmp_path, "ref", **overrides)))
 
-    spec = spec_from_dict({**digits_spec(tmp_path, "crashy", **overrides),
-                           "failure": {"max_failures": 0}})
+    spec = spec_from_dict(
+        {**digits_spec(tmp_path, "crashy", **overrides), "failure": {"max_failures": 0}}
+    )
     monkeypatch.setenv(FAULT_ENV, "50")
     with pytest.raises(TrainingError, match="injected failure at step 50"):
         run_training(spec)
@@ -95,16 +102,29 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     storage = tmp_path_factory.mktemp("lm")
-    spec = spec_from_dict({
-        "name": "lm",
-        "model": {"name": "gpt", "params": {"num_layers": 1, "num_heads": 2, "embed_dim": 64}},
-        "data": {"name": "text", "params": {"context_length": 32, "max_bytes": 120_000},
-                 "batch_size": 32, "val_fraction": 0.1},
-        "train": {"epochs": None, "max_steps": 150, "lr": 0.003, "warmup_steps": 10,
-                  "checkpoint_every_steps": 75, "checkpoint_every_epochs": None,
-                  "log_every_steps": 25, "max_val_batches": 5},
-        "storage": {"path": str(storage)},
-    })
+    spec = spec_from_dict(
+        {
+            "name": "lm",
+            "model": {"name": "gpt", "params": {"num_layers": 1, "num_heads": 2, "embed_dim": 64}},
+            "data": {
+                "name": "text",
+                "params": {"context_length": 32, "max_bytes": 120_000},
+                "batch_size": 32,
+                "val_fraction": 0.1,
+            },
+            "train": {
+                "epochs": None,
+                "max_steps": 150,
+                "lr": 0.003,
+                "warmup_steps": 10,
+                "checkpoint_every_steps": 75,
+                "checkpoint_every_epochs": None,
+                "log_every_steps": 25,
+                "max_val_batches": 5,
+            },
+            "storage": {"path": str(storage)},
+        }
+    )
     outcome = run_training(spec)
     return storage, outcome.best_metrics
 
@@ -121,19 +141,31 @@ def test_finetune_initialises_from_the_pretrained_export(
 ) -> None:
     storage, _ = pretrained
     before = load_export(str(storage / "lm" / "model"))
-    spec = spec_from_dict({
-        "name": "ft",
-        "init_from": "lm",  # a run name under storage.path; model comes from its export
-        "data": {"name": "text", "params": {"corpus": "licenses", "context_length": 32},
-                 "batch_size": 16},
-        "train": {"epochs": None, "max_steps": 4, "lr": 1e-7, "checkpoint_every_epochs": None,
-                  "log_every_steps": 2, "max_val_batches": 2},
-        "storage": {"path": str(storage)},
-    })
+    spec = spec_from_dict(
+        {
+            "name": "ft",
+            "init_from": "lm",  # a run name under storage.path; model comes from its export
+            "data": {
+                "name": "text",
+                "params": {"corpus": "licenses", "context_length": 32},
+                "batch_size": 16,
+            },
+            "train": {
+                "epochs": None,
+                "max_steps": 4,
+                "lr": 1e-7,
+                "checkpoint_every_epochs": None,
+                "log_every_steps": 2,
+                "max_val_batches": 2,
+            },
+            "storage": {"path": str(storage)},
+        }
+    )
     outcome = run_training(spec)
     after = load_export(outcome.export_dir)
     assert after.manifest["model"] == before.manifest["model"]
-    for (name, a), (_, b) in zip(before.model.state_dict().items(),
-                                 after.model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        before.model.state_dict().items(), after.model.state_dict().items(), strict=True
+    ):
         assert torch.allclose(a, b, atol=1e-4), name
     assert after.manifest["data"]["params"]["corpus"] == "licenses"

@@ -51,7 +51,7 @@ def test_total_steps_epochs_and_max_steps() -> None:
 
 
 def test_batch_larger_than_data_is_a_spec_error() -> None:
-    with pytest.raises(SpecError, match="data.batch_size"):
+    with pytest.raises(SpecError, match=r"data\.batch_size"):
         _ = StepPlan(10, 8, 2, 1, epochs=1, max_steps=None).steps_per_epoch
 
 

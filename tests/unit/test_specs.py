@@ -36,8 +36,12 @@ def test_every_shipped_job_spec_loads(path: Path) -> None:
 
 def test_shipped_specs_are_found() -> None:
     names = {p.name for p in JOBS}
-    assert {"digits-mlp.yaml", "digits-cnn.yaml", "tinygpt-pretrain.yaml",
-            "tinygpt-finetune.yaml"} <= names
+    assert {
+        "digits-mlp.yaml",
+        "digits-cnn.yaml",
+        "tinygpt-pretrain.yaml",
+        "tinygpt-finetune.yaml",
+    } <= names
 
 
 def test_defaults_and_public_keys(tmp_path: Path) -> None:
@@ -58,7 +62,7 @@ def test_set_overrides_are_typed_and_validated(tmp_path: Path) -> None:
     assert spec.train.lr == pytest.approx(0.05)
     assert spec.model is not None and spec.model.params == {"hidden_sizes": [8]}
     assert parse_override("a.b=true") == (["a", "b"], True)
-    with pytest.raises(SpecError, match="dotted.key=value"):
+    with pytest.raises(SpecError, match=r"dotted\.key=value"):
         parse_override("novalue")
 
 

@@ -43,8 +43,14 @@ def list_command(storage: str | None) -> None:
     for record in records:
         best = record.best_metric
         value = f"{best.get('name')}={fmt(best.get('value'))}" if best else "-"
-        table.add_row(record.name, record.status, record.started, value,
-                      fmt(record.metrics.get("step", "-")), record.export or "-")
+        table.add_row(
+            record.name,
+            record.status,
+            record.started,
+            value,
+            fmt(record.metrics.get("step", "-")),
+            record.export or "-",
+        )
     console.print(table)
 
 
@@ -67,13 +73,18 @@ def show_command(run: str, storage: str | None, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(asdict(record)))
         return
-    console.print(f"[bold]{record.name}[/]  {record.status}  started {record.started}"
-                  f"  finished {record.finished or '-'}  attempts {record.attempts}")
+    console.print(
+        f"[bold]{record.name}[/]  {record.status}  started {record.started}"
+        f"  finished {record.finished or '-'}  attempts {record.attempts}"
+    )
     if record.error:
         console.print(f"error: {record.error}", highlight=False)
     if record.best_metric:
-        console.print(f"best {record.best_metric.get('name')} = {fmt(record.best_metric.get('value'))}"
-                      f" at step {record.best_metric.get('step')}", highlight=False)
+        console.print(
+            f"best {record.best_metric.get('name')} = {fmt(record.best_metric.get('value'))}"
+            f" at step {record.best_metric.get('step')}",
+            highlight=False,
+        )
     table = Table("metric", "value")
     for key, value in sorted(record.metrics.items()):
         table.add_row(key, fmt(value))

@@ -30,7 +30,9 @@ def validate(file: str, overrides: tuple[str, ...]) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @address_option
 @set_option
-@click.option("--resume", is_flag=True, help="Continue the run of the same name from its latest checkpoint.")
+@click.option(
+    "--resume", is_flag=True, help="Continue the run of the same name from its latest checkpoint."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing run of the same name.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved spec and exit.")
 @handle_errors

@@ -10,7 +10,7 @@ import yaml
 
 from raylift.errors import SpecError
 from raylift.specs.job import JobSpec
-from raylift.specs.loader import load_model_file, read_yaml, validate
+from raylift.specs.loader import load_model_file, validate
 from raylift.specs.overrides import apply_overrides
 
 __all__ = ["JobSpec", "check_runnable", "dump_spec", "load_spec", "spec_from_dict"]
@@ -64,7 +64,6 @@ def check_runnable(spec: JobSpec, *, file: str | None = None) -> None:
                 file=file,
                 key="init_from",
             )
-
 
 
 def _writable_dir(path: str) -> bool:

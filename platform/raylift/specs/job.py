@@ -42,7 +42,9 @@ class ModelSpec(StrictModel):
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
         if (self.name is None) == (self.import_path is None):
-            raise ValueError("give exactly one of model.name (a registry model) or model.import_path")
+            raise ValueError(
+                "give exactly one of model.name (a registry model) or model.import_path"
+            )
         if self.name is not None:
             _check_registry_params("model", self.name, self.params)
         return self

@@ -170,13 +170,17 @@ def _position(node: yaml.Node | None, loc: list[str]) -> tuple[int | None, int |
     for part in loc:
         if isinstance(current, yaml.MappingNode):
             match = next((v for k, v in current.value if getattr(k, "value", None) == part), None)
-            key_node = next((k for k, _ in current.value if getattr(k, "value", None) == part), None)
+            key_node = next(
+                (k for k, _ in current.value if getattr(k, "value", None) == part), None
+            )
             if match is None:
                 break
             best = key_node
             current = match
-        elif isinstance(current, yaml.SequenceNode) and part.isdigit() and int(part) < len(
-            current.value
+        elif (
+            isinstance(current, yaml.SequenceNode)
+            and part.isdigit()
+            and int(part) < len(current.value)
         ):
             current = current.value[int(part)]
             best = current

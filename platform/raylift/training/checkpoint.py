@@ -105,6 +105,8 @@ def load_state(directory: str) -> dict[str, Any]:
     """Verify the folder, then ``torch.load(weights_only=True)`` its state."""
     verify(directory)
     try:
-        return torch.load(os.path.join(directory, STATE_FILE), weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad checkpoint
+        return torch.load(
+            os.path.join(directory, STATE_FILE), weights_only=True, map_location="cpu"
+        )
+    except Exception as exc:
         raise CheckpointError(f"{directory}: cannot load {STATE_FILE}: {exc}") from exc

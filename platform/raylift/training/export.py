@@ -155,9 +155,7 @@ class local_copy:
             self._tmp.cleanup()
 
 
-def export_from_checkpoint(
-    checkpoint_dir: str, out_dir: str, data: PreparedData
-) -> dict[str, Any]:
+def export_from_checkpoint(checkpoint_dir: str, out_dir: str, data: PreparedData) -> dict[str, Any]:
     """Export the model in a (local, verified) training checkpoint folder."""
     state = ckpt.load_state(checkpoint_dir)
     spec = json.loads(state["spec"])

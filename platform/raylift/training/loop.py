@@ -15,7 +15,7 @@ from torch import nn
 from raylift.data.base import PreparedData
 from raylift.training import checkpoint as ckpt
 from raylift.training.evaluate import evaluate
-from raylift.training.plan import StepPlan, epoch_permutation, lr_multiplier
+from raylift.training.plan import StepPlan, epoch_permutation
 from raylift.training.setup import WorkerSetup, build_worker
 
 # Chaos testing: the driver reads this and rank 0 raises once at that step, in an
@@ -76,7 +76,10 @@ def _run(
         step = state.step
         epoch = plan.epoch_of(step)
         if epoch != permutation_epoch:
-            permutation, permutation_epoch = epoch_permutation(plan.num_train, train["seed"], epoch), epoch
+            permutation, permutation_epoch = (
+                epoch_permutation(plan.num_train, train["seed"], epoch),
+                epoch,
+            )
         if step == fault_at and not resumed and rank == 0:
             raise RuntimeError(f"{FAULT_ENV}={fault_at}: injected failure at step {step}")
         torch.manual_seed(train["seed"] * 7919 + rank * 104_729 + step)
@@ -91,7 +94,9 @@ def _run(
             now = time.perf_counter()
             state.train_time_s = now - attempt_start - excluded_s
             samples_per_s = window_samples / max(now - window_start, 1e-9)
-            metrics = _progress_metrics(setup, state, epoch, window_loss / window_loss_n, samples_per_s)
+            metrics = _progress_metrics(
+                setup, state, epoch, window_loss / window_loss_n, samples_per_s
+            )
             if checkpoint_now:
                 metrics.update(evaluate(setup, rank, world))
                 metrics.update(setup.baselines)
@@ -99,11 +104,21 @@ def _run(
                 excluded_s += time.perf_counter() - now
             else:
                 ray.train.report(metrics)
-            window_start, window_samples, window_loss, window_loss_n = time.perf_counter(), 0, 0.0, 0
+            window_start, window_samples, window_loss, window_loss_n = (
+                time.perf_counter(),
+                0,
+                0.0,
+                0,
+            )
 
 
 def _optimizer_step(
-    setup: WorkerSetup, plan: StepPlan, data: PreparedData, permutation: torch.Tensor, step: int, rank: int
+    setup: WorkerSetup,
+    plan: StepPlan,
+    data: PreparedData,
+    permutation: torch.Tensor,
+    step: int,
+    rank: int,
 ) -> float:
     model, optimizer = setup.model, setup.optimizer
     model.train()
@@ -193,4 +208,6 @@ def _report_checkpoint(
                 payload["scaler"] = setup.scaler.state_dict()
             ckpt.save_state(directory, payload, extra={"step": state.step, "metrics": metrics})
             checkpoint = ray.train.Checkpoint.from_directory(directory)
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_{state.step:08d}")
+        ray.train.report(
+            metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_{state.step:08d}"
+        )

@@ -97,8 +97,6 @@ def lr_multiplier(
         return 1.0
     decay_steps = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
-    if schedule == "linear":
-        shape = 1.0 - progress
-    else:  # cosine
-        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    shape = 1.0 - progress if schedule == "linear" else cosine
     return min_lr_ratio + (1.0 - min_lr_ratio) * shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ray.train import Checkpoint, UserCallback
@@ -20,7 +21,5 @@ class ProgressCallback(UserCallback):
             return
         event = dict(metrics[0])
         event["checkpoint"] = checkpoint.path if checkpoint is not None else None
-        try:
+        with contextlib.suppress(Exception):
             self.queue.put_nowait(event)
-        except Exception:  # noqa: BLE001 - a full or gone queue must never stop training
-            pass

@@ -46,6 +46,7 @@ class WorkerSetup:
 def loss_for(task: str) -> LossFn:
     """Mean cross-entropy; over every token for language models."""
     if task == "language_modeling":
+
         def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             return nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1)
@@ -57,7 +58,9 @@ def loss_for(task: str) -> LossFn:
 
 def load_data(spec: dict[str, Any]) -> PreparedData:
     data = spec["data"]
-    return load_dataset(data["name"], data["params"], val_fraction=data["val_fraction"], seed=data["seed"])
+    return load_dataset(
+        data["name"], data["params"], val_fraction=data["val_fraction"], seed=data["seed"]
+    )
 
 
 def make_model(spec: dict[str, Any], info: DatasetInfo) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -154,7 +155,9 @@ def run_training(
 
     queue = Queue(maxsize=1000, actor_options={"num_cpus": 0})
     stop = threading.Event()
-    pump = threading.Thread(target=_pump, args=(queue, stop, on_event, record, spec.run_dir), daemon=True)
+    pump = threading.Thread(
+        target=_pump, args=(queue, stop, on_event, record, spec.run_dir), daemon=True
+    )
     pump.start()
     trainer = build_trainer(
         spec, resolved, metric=metric, mode=mode, callbacks=[ProgressCallback(queue)]
@@ -181,11 +184,17 @@ def run_training(
         export_from_checkpoint(local, export_dir, data)
     record.status, record.finished = "succeeded", now()
     record.metrics = _clean(result.metrics or {})
-    record.best_metric = {"name": metric, "mode": mode, "value": best_metrics.get(metric),
-                          "step": best_metrics.get("step")}
+    record.best_metric = {
+        "name": metric,
+        "mode": mode,
+        "value": best_metrics.get(metric),
+        "step": best_metrics.get("step"),
+    }
     record.export = export_dir
     record.save(spec.run_dir)
-    return TrainOutcome(spec.run_dir, export_dir, record.metrics, _clean(best_metrics), metric, mode)
+    return TrainOutcome(
+        spec.run_dir, export_dir, record.metrics, _clean(best_metrics), metric, mode
+    )
 
 
 def _best_checkpoint(result: Any, metric: str, mode: str) -> tuple[Any, dict[str, Any]] | None:
@@ -196,29 +205,30 @@ def _best_checkpoint(result: Any, metric: str, mode: str) -> tuple[Any, dict[str
     return max(scored, key=lambda pair: (sign * float(pair[1][metric]), pair[1].get("step", 0)))
 
 
-def _pump(queue: Any, stop: threading.Event, on_event: EventHandler | None, record: RunRecord,
-          run_dir: str) -> None:
+def _pump(
+    queue: Any,
+    stop: threading.Event,
+    on_event: EventHandler | None,
+    record: RunRecord,
+    run_dir: str,
+) -> None:
     """Driver thread: hand progress events to the display; keep the record's metrics fresh."""
     while not stop.is_set():
         try:
             event = queue.get(timeout=0.5)
-        except Exception:  # noqa: BLE001 - ray.util.queue.Empty, or the queue is gone
+        except Exception:
             continue
         if on_event is not None:
             on_event(event)
         if event.get("checkpoint"):
             record.metrics = _clean(event)
-            try:
+            with contextlib.suppress(OSError):
                 record.save(run_dir)
-            except OSError:
-                pass
 
 
 def _shutdown_queue(queue: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):
         queue.shutdown(force=True)
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def _clean(metrics: dict[str, Any]) -> dict[str, Any]:

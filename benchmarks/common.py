@@ -38,7 +38,7 @@ def gpu_name() -> str:
 
         if torch.cuda.is_available():
             return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    except Exception:  # noqa: BLE001 - no torch, or a broken driver: report no GPU
+    except Exception:  # no torch, or a broken driver: report no GPU
         pass
     return "none"
 

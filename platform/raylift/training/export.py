@@ -124,7 +124,7 @@ class ExportedModel:
 
 def load_export(path: str, device: str = "cpu") -> ExportedModel:
     """Rebuild the model from an export folder (local; download URIs first)."""
-    path = storage.local_path(path)
+    path = os.path.expanduser(storage.local_path(path))
     if not os.path.isdir(path):
         raise ExportError(f"{path}: no such export folder")
     manifest = read_manifest(path)

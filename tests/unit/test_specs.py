@@ -174,3 +174,8 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
 def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
     err = error_of(tmp_path, "name: !!python/object/apply:os.system ['echo hi']\n")
     assert "YAML" in str(err)
+
+
+def test_unknown_metric_did_you_mean(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL, ["train.metric=val_acc"])
+    assert err.key == "train.metric" and 'did you mean "val_accuracy"' in str(err)

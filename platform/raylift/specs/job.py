@@ -13,8 +13,17 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from raylift.errors import RegistryError
+from raylift.registry import did_you_mean
 from raylift.specs.base import StrictModel
 
+# Metrics a checkpoint can be scored by, and the task that reports each.
+METRICS = {
+    "val_loss": None,
+    "train_loss": None,
+    "val_accuracy": "classification",
+    "val_perplexity": "language_modeling",
+    "val_token_accuracy": "language_modeling",
+}
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEFAULT_STORAGE_ENV = "RAYLIFT_STORAGE_PATH"
 
@@ -114,6 +123,16 @@ class TrainSpec(StrictModel):
     max_val_batches: int | None = Field(
         None, gt=0, description="Cap validation at N batches per worker (None: all)."
     )
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str | None) -> str | None:
+        if value is not None and value not in METRICS:
+            raise ValueError(
+                f"unknown metric {value!r}{did_you_mean(value, sorted(METRICS))}; "
+                f"known: {', '.join(sorted(METRICS))}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _length(self) -> TrainSpec:

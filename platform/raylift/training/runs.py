@@ -21,7 +21,7 @@ class RunRecord:
     """What ``raylift runs list/show`` reads; written by the driver."""
 
     name: str
-    status: str  # running | succeeded | failed
+    status: str  # running | succeeded | failed | stopped
     started: str
     finished: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)

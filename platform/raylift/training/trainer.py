@@ -20,9 +20,16 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 def metric_and_mode(spec: JobSpec, task: str) -> tuple[str, str]:
     """The metric that picks the best checkpoint, and whether high is better."""
+    from raylift.specs.job import METRICS
+
     if spec.train.metric:
         metric = spec.train.metric
-        mode = spec.train.mode or ("max" if "acc" in metric else "min")
+        if METRICS[metric] not in (None, task):
+            raise SpecError(
+                f"{metric} is not reported for {task} data; use val_loss or a {task} metric",
+                key="train.metric",
+            )
+        mode = spec.train.mode or ("max" if "accuracy" in metric else "min")
         return metric, mode
     if task == "classification":
         return "val_accuracy", "max"
@@ -137,13 +144,12 @@ def run_training(
     from ray.util.queue import Queue
 
     from raylift.training.progress import ProgressCallback
-
-    previous = prepare_run_dir(spec, resume=resume, overwrite=overwrite)
-    resolved = resolve_spec(spec)
     from raylift.training.setup import load_data
 
-    data = load_data(resolved)
+    resolved = resolve_spec(spec)
+    data = load_data(resolved)  # bad data or metric fails here, before the run folder is touched
     metric, mode = metric_and_mode(spec, data.info.task)
+    previous = prepare_run_dir(spec, resume=resume, overwrite=overwrite)
     record = RunRecord(
         name=spec.name,
         status="running",
@@ -164,6 +170,10 @@ def run_training(
     )
     try:
         result = trainer.fit()
+    except KeyboardInterrupt:
+        record.status, record.finished = "stopped", now()
+        record.save(spec.run_dir)
+        raise
     except Exception as exc:
         record.status, record.finished, record.error = "failed", now(), _summarise(exc)
         record.save(spec.run_dir)

@@ -23,6 +23,13 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def check_files(self) -> None:
+        """Raise DataError if files the params name are missing (cheap; no reading)."""
+
+    def with_absolute_paths(self) -> Params:
+        """A copy whose relative paths are made absolute (workers may run elsewhere)."""
+        return self
+
 
 @dataclass(frozen=True)
 class Entry(Generic[F]):

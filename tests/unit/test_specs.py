@@ -179,3 +179,22 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
 def test_unknown_metric_did_you_mean(tmp_path: Path) -> None:
     err = error_of(tmp_path, MINIMAL, ["train.metric=val_acc"])
     assert err.key == "train.metric" and 'did you mean "val_accuracy"' in str(err)
+
+
+def test_missing_data_files_are_caught_before_starting(tmp_path: Path) -> None:
+    text = "name: t\nmodel: {name: gpt}\ndata: {name: text, params: {paths: [nowhere/*.txt]}}\n"
+    err = error_of(tmp_path, text)
+    assert err.key == "data.params" and "matches no files" in str(err)
+
+
+def test_relative_data_paths_are_made_absolute_for_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raylift.training.trainer import resolve_spec
+
+    (tmp_path / "corpus.txt").write_text("hello world " * 100)
+    monkeypatch.chdir(tmp_path)
+    text = "name: t\nmodel: {name: gpt}\ndata: {name: text, params: {paths: [corpus.txt]}}\n"
+    spec = load_spec(write(tmp_path, text))
+    check_runnable(spec)
+    assert resolve_spec(spec)["data"]["params"]["paths"] == [str(tmp_path / "corpus.txt")]

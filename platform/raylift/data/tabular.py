@@ -48,6 +48,14 @@ class TabularParams(Params):
         description="How many raw validation rows to keep with the export as a sample.",
     )
 
+    def check_files(self) -> None:
+        resolve_files(self.path, self.format)
+
+    def with_absolute_paths(self) -> TabularParams:
+        if "://" in self.path:
+            return self
+        return self.model_copy(update={"path": os.path.abspath(os.path.expanduser(self.path))})
+
 
 def _format_of(path: str) -> Format | None:
     lower = path.lower()

@@ -50,6 +50,16 @@ class TextParams(Params):
         description="How many validation texts to keep with the export as a sample.",
     )
 
+    def check_files(self) -> None:
+        if self.paths:
+            resolve_paths(self.paths)
+
+    def with_absolute_paths(self) -> TextParams:
+        if not self.paths:
+            return self
+        absolute = [os.path.abspath(os.path.expanduser(p)) for p in self.paths]
+        return self.model_copy(update={"paths": absolute})
+
 
 def builtin_corpus(name: str) -> bytes:
     """The bytes of a builtin corpus (see :data:`CORPORA`)."""

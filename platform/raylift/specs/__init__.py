@@ -52,6 +52,7 @@ def check_runnable(spec: JobSpec, *, file: str | None = None) -> None:
                 file=file,
                 key="storage.path",
             )
+    _check_data_files(spec, file)
     init_from = spec.init_from_path
     if init_from is not None and "://" not in init_from:
         from raylift.training.export import MANIFEST_NAME
@@ -76,3 +77,13 @@ def _writable_dir(path: str) -> bool:
         return False
     os.rmdir(probe)
     return True
+
+
+def _check_data_files(spec: JobSpec, file: str | None) -> None:
+    from raylift.data import DATASETS
+    from raylift.errors import DataError
+
+    try:
+        DATASETS.parse_params(spec.data.name, spec.data.params).check_files()
+    except DataError as exc:
+        raise SpecError(str(exc), file=file, key="data.params") from None

@@ -40,6 +40,15 @@ def resolve_spec(spec: JobSpec) -> dict[str, Any]:
     """The spec as the workers get it: model filled in from ``init_from`` if omitted."""
     resolved = spec.model_dump(mode="json")
     resolved["init_from"] = spec.init_from_path
+    from raylift.data import DATASETS
+    from raylift.models import MODELS
+
+    # Full params (defaults included) so the export describes itself and runs compare.
+    params = DATASETS.parse_params(spec.data.name, spec.data.params).with_absolute_paths()
+    resolved["data"]["params"] = params.model_dump(mode="json")
+    if spec.model is not None and spec.model.name is not None:
+        model_params = MODELS.parse_params(spec.model.name, spec.model.params)
+        resolved["model"]["params"] = model_params.model_dump(mode="json")
     if spec.model is None and spec.init_from_path:
         from raylift.training.export import local_copy, read_manifest
 
@@ -103,7 +112,9 @@ class TrainOutcome:
     mode: str
 
 
-def prepare_run_dir(spec: JobSpec, *, resume: bool, overwrite: bool) -> RunRecord | None:
+def prepare_run_dir(
+    spec: JobSpec, resolved: dict[str, Any], *, resume: bool, overwrite: bool
+) -> RunRecord | None:
     """Refuse to clobber an existing run unless asked; returns its record on resume."""
     run_dir = spec.run_dir
     exists = spec.name in storage.list_dirs(spec.storage.path)
@@ -113,9 +124,7 @@ def prepare_run_dir(spec: JobSpec, *, resume: bool, overwrite: bool) -> RunRecor
             raise StorageError(f"nothing to resume: no run {spec.name!r} under {spec.storage.path}")
         if record is not None:
             for key in ("model", "data"):
-                before, after = record.spec.get(key), spec.model_dump(mode="json").get(key)
-                if key == "model" and after is None:
-                    continue
+                before, after = record.spec.get(key), resolved.get(key)
                 if before is not None and before != after:
                     raise SpecError(
                         f"differs from the run being resumed ({run_dir}); resume with the same "
@@ -149,7 +158,7 @@ def run_training(
     resolved = resolve_spec(spec)
     data = load_data(resolved)  # bad data or metric fails here, before the run folder is touched
     metric, mode = metric_and_mode(spec, data.info.task)
-    previous = prepare_run_dir(spec, resume=resume, overwrite=overwrite)
+    previous = prepare_run_dir(spec, resolved, resume=resume, overwrite=overwrite)
     record = RunRecord(
         name=spec.name,
         status="running",

@@ -8,6 +8,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,32 @@ def load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
+
+
+def cpu_times() -> dict[str, float]:
+    """Machine-wide CPU seconds so far from /proc/stat: busy, idle, steal (Linux only)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle + iowait
+    steal = fields[7] if len(fields) > 7 else 0
+    busy = sum(fields[:8]) - idle - steal
+    return {"busy": busy / tick, "idle": idle / tick, "steal": steal / tick}
+
+
+def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
+    """Fraction of all cores busy over ``seconds``: other work here skews timings."""
+    before = cpu_times()
+    time.sleep(seconds)
+    after = cpu_times()
+    if not before or not after:
+        return None
+    busy = after["busy"] - before["busy"]
+    total = busy + after["idle"] - before["idle"] + after["steal"] - before["steal"]
+    return round(busy / total, 3) if total > 0 else None
 
 
 def gpu_name() -> str:
@@ -63,6 +90,7 @@ def machine_info() -> dict[str, Any]:
         "ray": package_version("ray"),
         "platform": platform.platform(),
         "load_average_1m_at_start": load_average(),
+        "cpu_busy_at_start": cpu_busy_fraction(),
     }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # benchmarks/ is not a package
+    cpu_times,
     fmt,
     log,
     machine_info,
@@ -202,10 +203,10 @@ def main() -> None:
     args = parse_args()
     hidden = [int(size) for size in args.hidden.split(",") if size]
     machine = machine_info()
-    if (machine["load_average_1m_at_start"] or 0) > 0.5:
+    if (machine["cpu_busy_at_start"] or 0.0) > 0.1:
         log(
-            f"warning: load average {machine['load_average_1m_at_start']} at start; "
-            "other work on the machine skews the numbers"
+            f"warning: the CPUs were {machine['cpu_busy_at_start']:.0%} busy before the "
+            "benchmark started; other work on the machine skews the numbers"
         )
 
     from raylift.cluster import connect, disconnect
@@ -223,8 +224,12 @@ def main() -> None:
             for repeat in range(args.repeats):
                 order = ["raylift", "torchrun"] if repeat % 2 == 0 else ["torchrun", "raylift"]
                 for side in order:
+                    before = cpu_times()
                     result = run_raylift(spec) if side == "raylift" else run_torchrun(args, tmp)
+                    after = cpu_times()
                     result["repeat"] = repeat
+                    if before and after:  # CPU time the hypervisor took away during the run
+                        result["cpu_steal_s"] = round(after["steal"] - before["steal"], 2)
                     runs[side].append(result)
                     log(
                         f"repeat {repeat + 1}/{args.repeats} {side:8s}: "

@@ -83,3 +83,16 @@ def _summary(outcome: Any) -> None:
                 f"export check: {correct}/{len(sample['targets'])} held-out samples correct",
                 highlight=False,
             )
+        elif hasattr(exported.model, "generate"):
+            console.print(f"sample: {_generate(exported, sample['inputs'][0][:24])!r}", highlight=False)
+
+
+def _generate(exported: Any, prompt: str, new_bytes: int = 60) -> str:
+    """Greedy continuation of ``prompt`` by a byte-level language model."""
+    import torch
+
+    from raylift.data.preprocessing import decode_bytes, encode_text
+
+    ids = torch.tensor([encode_text(prompt)])
+    out = exported.model.generate(ids, new_bytes, temperature=0.0)
+    return decode_bytes(out[0].tolist())

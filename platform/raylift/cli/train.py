@@ -84,7 +84,9 @@ def _summary(outcome: Any) -> None:
                 highlight=False,
             )
         elif hasattr(exported.model, "generate"):
-            console.print(f"sample: {_generate(exported, sample['inputs'][0][:24])!r}", highlight=False)
+            console.print(
+                f"sample: {_generate(exported, sample['inputs'][0][:24])!r}", highlight=False
+            )
 
 
 def _generate(exported: Any, prompt: str, new_bytes: int = 60) -> str:

@@ -24,7 +24,7 @@ import torch.distributed as dist  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
-from raylift.data import load_dataset  # noqa: E402
+from raylift.data import PreparedData, load_dataset  # noqa: E402
 from raylift.models import build_model  # noqa: E402
 
 
@@ -41,18 +41,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-
-    data = load_dataset("digits", {}, val_fraction=0.2, seed=args.seed)
-    hidden = [int(size) for size in args.hidden.split(",") if size]
-    torch.manual_seed(args.seed)
-    model = build_model("mlp", None, {"hidden_sizes": hidden}, data.info)
-    ddp = DistributedDataParallel(model)
-    optimizer = torch.optim.AdamW(ddp.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-
+def train_steps(
+    ddp: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: PreparedData,
+    args: argparse.Namespace,
+    rank: int,
+    world: int,
+) -> tuple[float, float]:
+    """The training loop: ``args.steps`` optimizer steps; returns (seconds, last loss)."""
     num_train = data.num_train
     global_batch = args.batch * world
     steps_per_epoch = num_train // global_batch
@@ -81,7 +78,22 @@ def main() -> None:
             running_loss = 0.0
             if rank == 0:
                 print(f"step {step + 1}: loss {last_loss:.4f}", file=sys.stderr, flush=True)
-    loop_s = time.perf_counter() - loop_start
+    return time.perf_counter() - loop_start, last_loss
+
+
+def main() -> None:
+    args = parse_args()
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+
+    data = load_dataset("digits", {}, val_fraction=0.2, seed=args.seed)
+    hidden = [int(size) for size in args.hidden.split(",") if size]
+    torch.manual_seed(args.seed)
+    model = build_model("mlp", None, {"hidden_sizes": hidden}, data.info)
+    ddp = DistributedDataParallel(model)
+    optimizer = torch.optim.AdamW(ddp.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+
+    loop_s, last_loss = train_steps(ddp, optimizer, data, args, rank, world)
 
     if rank == 0:
         save_dir = args.save_dir or tempfile.mkdtemp(prefix="torchrun-ddp-")
@@ -90,7 +102,7 @@ def main() -> None:
     dist.destroy_process_group()
     if rank == 0:
         result = {
-            "samples": args.steps * global_batch,
+            "samples": args.steps * args.batch * world,
             "steps": args.steps,
             "world_size": world,
             "loop_s": loop_s,

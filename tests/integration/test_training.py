@@ -169,3 +169,39 @@ def test_finetune_initialises_from_the_pretrained_export(
     ):
         assert torch.allclose(a, b, atol=1e-4), name
     assert after.manifest["data"]["params"]["corpus"] == "licenses"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_tabular_csv_with_mixed_precision_and_accumulation(tmp_path: Path, precision: str) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    csv = tmp_path / "cancer.csv"
+    frame.to_csv(csv, index=False)
+    events: list[dict[str, Any]] = []
+    spec = spec_from_dict(
+        {
+            "name": f"cancer-{precision}",
+            "model": {"name": "mlp", "params": {"hidden_sizes": [32]}},
+            "data": {
+                "name": "tabular",
+                "params": {"path": str(csv), "label": "target"},
+                "batch_size": 16,
+            },
+            "train": {
+                "epochs": 4,
+                "lr": 0.01,
+                "precision": precision,
+                "grad_accum_steps": 2,
+                "checkpoint_every_epochs": 2,
+                "log_every_steps": 5,
+            },
+            "storage": {"path": str(tmp_path / "runs")},
+        }
+    )
+    outcome = run_training(spec, on_event=events.append)
+    assert events[0]["global_batch"] == 16 * 2 * 2
+    assert outcome.best_metrics["val_accuracy"] >= 0.85
+    exported = load_export(outcome.export_dir)
+    assert exported.manifest["preprocessing"]["class_labels"] == [0, 1]
+    assert len(exported.manifest["preprocessing"]["features"]) == 30

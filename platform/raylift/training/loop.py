@@ -33,11 +33,15 @@ class LoopState:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Entry point given to ``TorchTrainer``; ``config["spec"]`` is the job spec JSON."""
+    import ray
     import ray.train
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    setup = build_worker(config["spec"], rank=rank, world_size=world)
+    # The driver loaded the data once (Ray Data reads need free CPUs, which the
+    # workers hold) and put it in the object store; every worker gets it from there.
+    data = ray.get(config["data_ref"])
+    setup = build_worker(config["spec"], data, rank=rank, world_size=world)
     state = LoopState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:

@@ -90,14 +90,15 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
 
 
-def build_worker(spec: dict[str, Any], *, rank: int, world_size: int) -> WorkerSetup:
-    """Data, model (initialised from ``init_from`` if set), DDP, optimizer, schedule."""
+def build_worker(
+    spec: dict[str, Any], data: PreparedData, *, rank: int, world_size: int
+) -> WorkerSetup:
+    """Model (initialised from ``init_from`` if set), DDP, optimizer, schedule."""
     import ray.train.torch
 
     from raylift.training.export import load_weights
 
     train = spec["train"]
-    data = load_data(spec)
     plan = StepPlan(
         num_train=data.num_train,
         per_worker_batch=spec["data"]["batch_size"],

@@ -60,6 +60,7 @@ def resolve_spec(spec: JobSpec) -> dict[str, Any]:
 def build_trainer(
     spec: JobSpec,
     resolved: dict[str, Any],
+    data_ref: Any,
     *,
     metric: str,
     mode: str,
@@ -81,7 +82,11 @@ def build_trainer(
         resources = {"CPU": 1, "GPU": 1} if scaling.use_gpu else {"CPU": 1}
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"spec": resolved, "fault_at_step": int(os.environ.get(FAULT_ENV, -1))},
+        train_loop_config={
+            "spec": resolved,
+            "data_ref": data_ref,
+            "fault_at_step": int(os.environ.get(FAULT_ENV, -1)),
+        },
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=scaling.num_workers,
@@ -150,6 +155,7 @@ def run_training(
     on_event: EventHandler | None = None,
 ) -> TrainOutcome:
     """Fit ``spec`` on the connected Ray, export the best checkpoint, record the run."""
+    import ray
     from ray.util.queue import Queue
 
     from raylift.training.progress import ProgressCallback
@@ -175,7 +181,7 @@ def run_training(
     )
     pump.start()
     trainer = build_trainer(
-        spec, resolved, metric=metric, mode=mode, callbacks=[ProgressCallback(queue)]
+        spec, resolved, ray.put(data), metric=metric, mode=mode, callbacks=[ProgressCallback(queue)]
     )
     try:
         result = trainer.fit()

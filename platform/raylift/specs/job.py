@@ -153,6 +153,21 @@ class ScalingSpec(StrictModel):
     strategy: Literal["ddp", "fsdp"] = Field(
         "ddp", description="ddp: replicate the model; fsdp: shard parameters and optimizer."
     )
+    resize_check_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often an elastic run checks whether more workers fit "
+        "(Ray's elastic_resize_monitor_interval_s).",
+    )
+    batch_policy: Literal["keep_global", "keep_per_worker"] = Field(
+        "keep_global",
+        description="On a resize: keep_global keeps the global batch (gradient accumulation "
+        "adapts); keep_per_worker keeps data.batch_size per worker (global batch changes).",
+    )
+    scale_lr: bool = Field(
+        False,
+        description="With keep_per_worker: scale the LR linearly with workers / max_workers.",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> ScalingSpec:

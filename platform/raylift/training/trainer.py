@@ -92,6 +92,7 @@ def build_trainer(
             num_workers=scaling.num_workers,
             use_gpu=scaling.use_gpu,
             resources_per_worker=resources,
+            elastic_resize_monitor_interval_s=scaling.resize_check_interval_s,
         ),
         run_config=RunConfig(
             name=spec.name,

@@ -86,6 +86,57 @@ def test_resume_continues_at_the_saved_step_and_matches(
     assert resumed.metrics["val_loss"] == pytest.approx(reference.metrics["val_loss"], rel=1e-3)
     record = RunRecord.load(spec.run_dir)
     assert record is not None and record.status == "succeeded" and record.attempts == 2
+    [recovery] = record.recoveries
+    assert recovery["resumed_from_step"] == 40 and recovery["steps_lost"] == 10
+
+
+def test_restart_resumes_from_the_checkpoint_reported_just_before_the_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = spec_from_dict(
+        digits_spec(
+            tmp_path,
+            "late",
+            epochs=3,
+            checkpoint_every_steps=20,
+            checkpoint_every_epochs=None,
+            log_every_steps=1,
+        )
+    )
+    monkeypatch.setenv(FAULT_ENV, "41")  # one step after the checkpoint at 40
+    events: list[dict[str, Any]] = []
+    outcome = run_training(spec, on_event=events.append)
+    recoveries = [e["recovery"] for e in events if "recovery" in e]
+    assert [r["resumed_from_step"] for r in recoveries] == [40]
+    assert recoveries[0]["steps_lost"] <= 20 and recoveries[0]["to_workers"] == 2
+    assert outcome.metrics["step"] == 3 * 22
+    record = RunRecord.load(spec.run_dir)
+    assert record is not None and record.recoveries == recoveries
+
+
+def test_half_written_checkpoint_is_skipped_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = spec_from_dict(
+        {
+            **digits_spec(
+                tmp_path, "torn", epochs=3, checkpoint_every_steps=20, checkpoint_every_epochs=None
+            ),
+            "failure": {"max_failures": 0},
+        }
+    )
+    monkeypatch.setenv(FAULT_ENV, "45")
+    with pytest.raises(TrainingError):
+        run_training(spec)
+    monkeypatch.delenv(FAULT_ENV)
+    newest = Path(spec.run_dir) / "checkpoint_00000040"
+    assert (newest / "manifest.json").exists()
+    # A crash while writing: the state is there but the manifest that seals it is not.
+    (newest / "manifest.json").unlink()
+    events: list[dict[str, Any]] = []
+    outcome = run_training(spec, resume=True, on_event=events.append)
+    assert events[0]["resumed_from_step"] == 20
+    assert outcome.metrics["step"] == 3 * 22
 
 
 def test_existing_run_needs_resume_or_overwrite(tmp_path: Path) -> None:

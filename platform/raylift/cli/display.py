@@ -52,6 +52,9 @@ class TrainDisplay:
             self.live.__exit__(None, None, None)
 
     def update(self, event: dict[str, Any]) -> None:
+        recovery = event.get("recovery")
+        if recovery:
+            self.console.print(recovery_line(recovery), highlight=False)
         self.latest.update({k: v for k, v in event.items() if v is not None})
         if self.live is not None:
             self.live.update(self._table())
@@ -80,3 +83,12 @@ class TrainDisplay:
             row.append(fmt(value))
         table.add_row(*row)
         return table
+
+
+def recovery_line(recovery: dict[str, Any]) -> str:
+    """One line for a restart or resize, as the CLI and ``runs show`` print it."""
+    return (
+        f"{recovery['time']}  {recovery['kind']}: {recovery['from_workers']} -> "
+        f"{recovery['to_workers']} workers, resumed from step {recovery['resumed_from_step']}, "
+        f"{recovery['steps_lost']} steps lost"
+    )

@@ -85,6 +85,12 @@ def show_command(run: str, storage: str | None, as_json: bool) -> None:
             f" at step {record.best_metric.get('step')}",
             highlight=False,
         )
+    if record.recoveries:
+        from raylift.cli.display import recovery_line
+
+        console.print(f"{len(record.recoveries)} recoveries:", highlight=False)
+        for recovery in record.recoveries:
+            console.print("  " + recovery_line(recovery), highlight=False)
     table = Table("metric", "value")
     for key, value in sorted(record.metrics.items()):
         table.add_row(key, fmt(value))

@@ -14,8 +14,9 @@ from torch import nn
 
 from raylift.data.base import PreparedData
 from raylift.training import checkpoint as ckpt
+from raylift.training import resume
 from raylift.training.evaluate import evaluate
-from raylift.training.plan import StepPlan, epoch_permutation
+from raylift.training.plan import SampleStream, StepPlan
 from raylift.training.setup import WorkerSetup, build_worker
 
 # Chaos testing: the driver reads this and rank 0 raises once at that step, in an
@@ -29,6 +30,8 @@ class LoopState:
     samples_seen: int = 0
     restarts: int = 0
     train_time_s: float = 0.0  # wall time in this attempt's loop, less validation/checkpoints
+    resumed_from_step: int | None = None  # set in an attempt that resumed
+    world_size_before: int = 0  # workers of the attempt that wrote that checkpoint
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -43,13 +46,32 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     data = ray.get(config["data_ref"])
     setup = build_worker(config["spec"], data, rank=rank, world_size=world)
     state = LoopState()
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            restored = ckpt.load_state(directory)
+    restored = _resume_state(setup.spec, ray.train.get_checkpoint() is not None, rank)
+    if restored is not None:
         _restore(setup, restored, state)
     fault_at = int(config.get("fault_at_step", -1))
-    _run(setup, state, rank, world, resumed=checkpoint is not None, fault_at=fault_at)
+    _run(setup, state, rank, world, resumed=restored is not None, fault_at=fault_at)
+
+
+def _resume_state(
+    spec: dict[str, Any], ray_has_checkpoint: bool, rank: int
+) -> dict[str, Any] | None:
+    """The newest complete checkpoint's state (all ranks agree), or None on a fresh start.
+
+    Ray's own latest checkpoint can be older than the newest on storage (reported
+    just before a failure, before the controller registered it), so look at storage.
+    """
+    run_dir = spec["storage"]["path"].rstrip("/") + "/" + spec["name"]
+    name = None
+    state = None
+    if rank == 0 and (ray_has_checkpoint or resume.checkpoint_steps(run_dir)):
+        found = resume.load_newest_complete(run_dir)
+        if found is not None:
+            state, name = found
+    name = resume.agree_on(name)
+    if name is None:
+        return None
+    return state if state is not None else resume.load_named(run_dir, name)
 
 
 def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> None:
@@ -62,6 +84,8 @@ def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> 
     state.step = int(restored["step"])
     state.samples_seen = int(restored["samples_seen"])
     state.restarts = int(restored.get("restarts", 0)) + 1
+    state.resumed_from_step = state.step
+    state.world_size_before = int(restored.get("world_size", 0))
 
 
 def _run(
@@ -71,35 +95,30 @@ def _run(
 
     spec, plan, data = setup.spec, setup.plan, setup.data
     train = spec["train"]
+    stream = SampleStream(plan.num_train, train["seed"])
     window_start, window_samples = time.perf_counter(), 0
     window_loss, window_loss_n = 0.0, 0
-    permutation_epoch, permutation = -1, torch.empty(0)
     total = plan.total_steps
     attempt_start, excluded_s = time.perf_counter(), 0.0
     while state.step < total:
-        step = state.step
-        epoch = plan.epoch_of(step)
-        if epoch != permutation_epoch:
-            permutation, permutation_epoch = (
-                epoch_permutation(plan.num_train, train["seed"], epoch),
-                epoch,
-            )
+        step, before = state.step, state.samples_seen
         if step == fault_at and not resumed and rank == 0:
             raise RuntimeError(f"{FAULT_ENV}={fault_at}: injected failure at step {step}")
         torch.manual_seed(train["seed"] * 7919 + rank * 104_729 + step)
-        loss = _optimizer_step(setup, plan, data, permutation, step, rank)
+        loss = _optimizer_step(setup, plan, data, stream, before, rank)
         state.step += 1
         state.samples_seen += plan.global_batch
         window_samples += plan.global_batch
         window_loss += loss
         window_loss_n += 1
-        checkpoint_now = _should_checkpoint(train, plan, step, total)
+        epoch_done = plan.epoch_at(state.samples_seen) > plan.epoch_at(before)
+        checkpoint_now = _should_checkpoint(train, plan, state, epoch_done, total)
         if checkpoint_now or state.step % train["log_every_steps"] == 0:
             now = time.perf_counter()
             state.train_time_s = now - attempt_start - excluded_s
             samples_per_s = window_samples / max(now - window_start, 1e-9)
             metrics = _progress_metrics(
-                setup, state, epoch, window_loss / window_loss_n, samples_per_s
+                setup, state, plan.epoch_at(before), window_loss / window_loss_n, samples_per_s
             )
             if checkpoint_now:
                 metrics.update(evaluate(setup, rank, world))
@@ -108,38 +127,41 @@ def _run(
                 excluded_s += time.perf_counter() - now
             else:
                 ray.train.report(metrics)
-            window_start, window_samples, window_loss, window_loss_n = (
-                time.perf_counter(),
-                0,
-                0.0,
-                0,
-            )
+            window_start, window_samples = time.perf_counter(), 0
+            window_loss, window_loss_n = 0.0, 0
 
 
 def _optimizer_step(
     setup: WorkerSetup,
     plan: StepPlan,
     data: PreparedData,
-    permutation: torch.Tensor,
-    step: int,
+    stream: SampleStream,
+    samples_seen: int,
     rank: int,
 ) -> float:
+    """One optimizer step over the global batch at ``samples_seen``; rank's mean loss."""
     model, optimizer = setup.model, setup.optimizer
     model.train()
-    accum = plan.grad_accum_steps
-    total_loss = 0.0
+    accum = plan.accum_steps
+    # DDP averages gradients over ranks, so scale each rank's summed per-sample
+    # losses by world/global: the result is the mean over the whole global batch,
+    # whatever the (possibly uneven) split into ranks and micro-batches.
+    scale = plan.world_size / plan.global_batch
+    loss_sum, count = 0.0, 0
     for micro in range(accum):
-        indices = plan.micro_batch_indices(permutation, step, micro, rank)
+        indices = stream.indices(plan.micro_batch_positions(samples_seen, micro, rank))
         inputs = data.train_inputs[indices].to(setup.device, non_blocking=True)
         targets = data.train_targets[indices].to(setup.device, non_blocking=True)
         sync = micro == accum - 1 or not hasattr(model, "no_sync")
         with contextlib.nullcontext() if sync else model.no_sync(), setup.autocast():
-            loss = setup.loss(model(inputs), targets) / accum
+            per_sample = setup.loss(model(inputs), targets)
+            loss = per_sample.sum() * scale
         if setup.scaler is not None:
             setup.scaler.scale(loss).backward()
         else:
             loss.backward()
-        total_loss += float(loss.detach())
+        loss_sum += float(per_sample.detach().sum())
+        count += len(indices)
     grad_clip = setup.spec["train"]["grad_clip"]
     if setup.scaler is not None:
         setup.scaler.unscale_(optimizer)
@@ -152,19 +174,20 @@ def _optimizer_step(
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     setup.scheduler.step()
-    return total_loss
+    return loss_sum / max(count, 1)
 
 
-def _should_checkpoint(train: dict[str, Any], plan: StepPlan, step: int, total: int) -> bool:
-    if step + 1 == total:
+def _should_checkpoint(
+    train: dict[str, Any], plan: StepPlan, state: LoopState, epoch_done: bool, total: int
+) -> bool:
+    if state.step == total:
         return True
     every_steps = train["checkpoint_every_steps"]
-    if every_steps and (step + 1) % every_steps == 0:
+    if every_steps and state.step % every_steps == 0:
         return True
     every_epochs = train["checkpoint_every_epochs"]
-    return bool(
-        every_epochs and plan.is_epoch_end(step) and (plan.epoch_of(step) + 1) % every_epochs == 0
-    )
+    finished_epochs = plan.epoch_at(state.samples_seen)
+    return bool(every_epochs and epoch_done and finished_epochs % every_epochs == 0)
 
 
 def _progress_metrics(
@@ -182,7 +205,11 @@ def _progress_metrics(
         "samples_seen": state.samples_seen,
         "restarts": state.restarts,
         "train_time_s": state.train_time_s,
+        "accum_steps": setup.plan.accum_steps,
     }
+    if state.resumed_from_step is not None:
+        metrics["resumed_from_step"] = state.resumed_from_step
+        metrics["world_size_before"] = state.world_size_before
     if setup.info.task == "language_modeling":
         metrics["tokens_per_s"] = samples_per_s * setup.info.input_shape[0]
     return metrics
@@ -204,6 +231,7 @@ def _report_checkpoint(
                 "epoch": metrics["epoch"],
                 "samples_seen": state.samples_seen,
                 "restarts": state.restarts,
+                "world_size": setup.plan.world_size,
                 "rng": ckpt.rng_states(),
                 "spec": json.dumps(setup.spec),
                 "metrics": json.dumps(metrics),
@@ -213,5 +241,7 @@ def _report_checkpoint(
             ckpt.save_state(directory, payload, extra={"step": state.step, "metrics": metrics})
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         ray.train.report(
-            metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_{state.step:08d}"
+            metrics,
+            checkpoint=checkpoint,
+            checkpoint_dir_name=resume.checkpoint_dir_name(state.step),
         )

@@ -30,6 +30,7 @@ class RunRecord:
     export: str | None = None
     error: str | None = None
     attempts: int = 1
+    recoveries: list[dict[str, Any]] = field(default_factory=list)
 
     def save(self, run_dir: str) -> None:
         storage.write_text(storage.join(run_dir, RECORD_FILE), json.dumps(asdict(self), indent=1))

@@ -12,7 +12,7 @@ from torch import nn
 
 from raylift.data.base import DatasetInfo, PreparedData, load_dataset
 from raylift.models.base import build_model
-from raylift.training.plan import StepPlan, lr_multiplier
+from raylift.training.plan import StepPlan, lr_multiplier, lr_world_factor
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -44,16 +44,19 @@ class WorkerSetup:
 
 
 def loss_for(task: str) -> LossFn:
-    """Mean cross-entropy; over every token for language models."""
+    """Per-sample cross-entropy (averaged over tokens for language models)."""
     if task == "language_modeling":
 
         def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-            return nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1)
+            per_token = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none"
             )
+            return per_token.reshape(targets.shape).mean(dim=-1)
 
         return lm_loss
-    return lambda logits, targets: nn.functional.cross_entropy(logits.float(), targets)
+    return lambda logits, targets: nn.functional.cross_entropy(
+        logits.float(), targets, reduction="none"
+    )
 
 
 def load_data(spec: dict[str, Any]) -> PreparedData:
@@ -80,10 +83,10 @@ def make_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Optim
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, train: dict[str, Any], total_steps: int
+    optimizer: torch.optim.Optimizer, train: dict[str, Any], total_steps: int, world_factor: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
     def multiplier(step: int) -> float:
-        return lr_multiplier(
+        return world_factor * lr_multiplier(
             step, total_steps, train["schedule"], train["warmup_steps"], train["min_lr_ratio"]
         )
 
@@ -99,6 +102,7 @@ def build_worker(
     from raylift.training.export import load_weights
 
     train = spec["train"]
+    scaling = spec["scaling"]
     plan = StepPlan(
         num_train=data.num_train,
         per_worker_batch=spec["data"]["batch_size"],
@@ -106,6 +110,11 @@ def build_worker(
         grad_accum_steps=train["grad_accum_steps"],
         epochs=train["epochs"],
         max_steps=train["max_steps"],
+        max_workers=scaling["max_workers"],
+        batch_policy=scaling["batch_policy"],
+    )
+    world_factor = lr_world_factor(
+        world_size, scaling["max_workers"], scaling["batch_policy"], scaling["scale_lr"]
     )
     model = make_model(spec, data.info)
     if spec.get("init_from"):
@@ -114,7 +123,7 @@ def build_worker(
     wrapped = ray.train.torch.prepare_model(model, parallel_strategy="ddp")
     unwrapped = wrapped.module if hasattr(wrapped, "module") else wrapped
     optimizer = make_optimizer(unwrapped, train)
-    scheduler = make_scheduler(optimizer, train, plan.total_steps)
+    scheduler = make_scheduler(optimizer, train, plan.total_steps, world_factor)
     scaler = torch.amp.GradScaler(device.type) if train["precision"] == "fp16" else None
     return WorkerSetup(
         spec=spec,

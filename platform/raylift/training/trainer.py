@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,8 @@ def run_training(
         started=previous.started if previous else now(),
         spec=resolved,
         attempts=(previous.attempts + 1) if previous else 1,
+        metrics=dict(previous.metrics) if previous else {},
+        recoveries=list(previous.recoveries) if previous else [],
     )
     record.save(spec.run_dir)
 
@@ -231,6 +234,37 @@ def _best_checkpoint(result: Any, metric: str, mode: str) -> tuple[Any, dict[str
     return max(scored, key=lambda pair: (sign * float(pair[1][metric]), pair[1].get("step", 0)))
 
 
+class RecoveryTracker:
+    """Turns progress events into recovery records: restarts and resizes.
+
+    A worker's first report after resuming carries ``resumed_from_step``; the
+    steps lost are the last step seen before the failure minus that step.
+    """
+
+    def __init__(self, last_step: int = 0) -> None:
+        self.last_step = last_step
+        self.last_world: int | None = None
+        self.restarts = 0
+
+    def observe(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        recovery = None
+        if event.get("restarts", 0) > self.restarts and "resumed_from_step" in event:
+            resumed = int(event["resumed_from_step"])
+            before = self.last_world or int(event.get("world_size_before") or 0)
+            recovery = {
+                "time": now(),
+                "kind": "resize" if before and before != event["world_size"] else "restart",
+                "from_workers": before,
+                "to_workers": event["world_size"],
+                "resumed_from_step": resumed,
+                "steps_lost": max(0, self.last_step - resumed),
+            }
+            self.restarts = int(event["restarts"])
+        self.last_step = int(event.get("step", self.last_step))
+        self.last_world = int(event.get("world_size", self.last_world or 0))
+        return recovery
+
+
 def _pump(
     queue: Any,
     stop: threading.Event,
@@ -238,18 +272,28 @@ def _pump(
     record: RunRecord,
     run_dir: str,
 ) -> None:
-    """Driver thread: hand progress events to the display; keep the record's metrics fresh."""
+    """Driver thread: hand progress events to the display; keep the record fresh."""
+    tracker = RecoveryTracker(int(record.metrics.get("step", 0)))
+    saved_at = 0.0
     while not stop.is_set():
         try:
             event = queue.get(timeout=0.5)
-        except Exception:
+        except Exception:  # ray.util.queue.Empty, or the queue is gone
             continue
+        recovery = tracker.observe(event)
+        if recovery is not None:
+            record.recoveries.append(recovery)
+            event = {**event, "recovery": recovery}
         if on_event is not None:
             on_event(event)
-        if event.get("checkpoint"):
-            record.metrics = _clean(event)
+        record.metrics = _clean(event)
+        # Keep the record current (a new driver resuming after this one died reads
+        # the last step from it); throttled on remote storage.
+        due = time.monotonic() - saved_at >= (0.0 if not storage.is_remote(run_dir) else 10.0)
+        if due or event.get("checkpoint") or recovery is not None:
             with contextlib.suppress(OSError):
                 record.save(run_dir)
+                saved_at = time.monotonic()
 
 
 def _shutdown_queue(queue: Any) -> None:
@@ -261,7 +305,7 @@ def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe copy without Ray's bookkeeping keys."""
     out = {}
     for key, value in metrics.items():
-        if key == "checkpoint" or key.startswith("_"):
+        if key in ("checkpoint", "recovery") or key.startswith("_"):
             continue
         try:
             json.dumps(value)

@@ -112,6 +112,29 @@ def test_restart_resumes_from_the_checkpoint_reported_just_before_the_failure(
     assert outcome.metrics["step"] == 3 * 22
     record = RunRecord.load(spec.run_dir)
     assert record is not None and record.recoveries == recoveries
+    restarts = scrape_metric("ray_raylift_train_restarts_total", run="late")
+    assert restarts == 1.0
+    assert scrape_metric("ray_raylift_train_steps_lost_total", run="late") == float(
+        recoveries[0]["steps_lost"]
+    )
+
+
+def scrape_metric(name: str, run: str, timeout_s: float = 40.0) -> float | None:
+    """The value of ``name{run=...}`` on this node's Ray metrics endpoint (polls, bounded)."""
+    import time
+    import urllib.request
+
+    import ray
+
+    port = ray._private.worker._global_node.metrics_export_port
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        for line in body.decode().splitlines():
+            if line.startswith(name + "{") and f'run="{run}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        time.sleep(1.0)
+    return None
 
 
 def test_half_written_checkpoint_is_skipped_on_resume(

@@ -18,6 +18,7 @@ from raylift.training import resume
 from raylift.training.evaluate import evaluate
 from raylift.training.plan import SampleStream, StepPlan
 from raylift.training.setup import WorkerSetup, build_worker
+from raylift.training.telemetry import TrainTelemetry
 
 # Chaos testing: the driver reads this and rank 0 raises once at that step, in an
 # attempt that did not resume from a checkpoint (so a restart gets past it).
@@ -50,6 +51,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if restored is not None:
         _restore(setup, restored, state)
     fault_at = int(config.get("fault_at_step", -1))
+    if rank == 0:
+        setup.telemetry = TrainTelemetry(setup.spec["name"])
+        if restored is not None:
+            setup.telemetry.restarted()
     _run(setup, state, rank, world, resumed=restored is not None, fault_at=fault_at)
 
 
@@ -120,6 +125,8 @@ def _run(
             metrics = _progress_metrics(
                 setup, state, plan.epoch_at(before), window_loss / window_loss_n, samples_per_s
             )
+            if setup.telemetry is not None:
+                setup.telemetry.report(metrics)
             if checkpoint_now:
                 metrics.update(evaluate(setup, rank, world))
                 metrics.update(setup.baselines)

@@ -30,6 +30,7 @@ class WorkerSetup:
     device: torch.device
     loss: LossFn
     baselines: dict[str, float] = field(default_factory=dict)
+    telemetry: Any = None  # TrainTelemetry on rank 0
 
     @property
     def info(self) -> DatasetInfo:

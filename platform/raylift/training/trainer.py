@@ -273,7 +273,10 @@ def _pump(
     run_dir: str,
 ) -> None:
     """Driver thread: hand progress events to the display; keep the record fresh."""
+    from raylift.training.telemetry import TrainTelemetry
+
     tracker = RecoveryTracker(int(record.metrics.get("step", 0)))
+    telemetry = TrainTelemetry(record.name)
     saved_at = 0.0
     while not stop.is_set():
         try:
@@ -283,6 +286,7 @@ def _pump(
         recovery = tracker.observe(event)
         if recovery is not None:
             record.recoveries.append(recovery)
+            telemetry.recovered(recovery)
             event = {**event, "recovery": recovery}
         if on_event is not None:
             on_event(event)

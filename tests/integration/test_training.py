@@ -100,7 +100,7 @@ def test_restart_resumes_from_the_checkpoint_reported_just_before_the_failure(
             epochs=3,
             checkpoint_every_steps=20,
             checkpoint_every_epochs=None,
-            log_every_steps=1,
+            log_every_steps=5,
         )
     )
     monkeypatch.setenv(FAULT_ENV, "41")  # one step after the checkpoint at 40

@@ -44,7 +44,8 @@ class TrainTelemetry:
 
     def recovered(self, recovery: dict[str, Any]) -> None:
         """The driver saw a recovery; count the steps it lost."""
-        self.steps_lost.inc(float(recovery["steps_lost"]), tags=self.tags)
+        if recovery["steps_lost"] > 0:  # Ray's Counter.inc refuses 0
+            self.steps_lost.inc(float(recovery["steps_lost"]), tags=self.tags)
 
     def report(self, metrics: dict[str, Any]) -> None:
         for name, gauge in self.gauges.items():

@@ -286,7 +286,8 @@ def _pump(
         recovery = tracker.observe(event)
         if recovery is not None:
             record.recoveries.append(recovery)
-            telemetry.recovered(recovery)
+            with contextlib.suppress(Exception):  # metrics must never stop the display
+                telemetry.recovered(recovery)
             event = {**event, "recovery": recovery}
         if on_event is not None:
             on_event(event)

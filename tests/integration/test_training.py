@@ -74,7 +74,7 @@ def test_resume_continues_at_the_saved_step_and_matches(
     record = RunRecord.load(spec.run_dir)
     assert record is not None and record.status == "failed"
     assert record.error is not None and "injected failure at step 50" in record.error
-    kept = sorted(p.name for p in Path(spec.run_dir).glob("checkpoint_*"))
+    kept = sorted(p.name for p in Path(spec.run_dir).glob("checkpoint_*") if p.is_dir())
     assert kept and kept[-1] == "checkpoint_00000040"  # failures keep the checkpoints
 
     monkeypatch.delenv(FAULT_ENV)

@@ -8,6 +8,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,65 @@ def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
     busy = after["busy"] - before["busy"]
     total = busy + after["idle"] - before["idle"] + after["steal"] - before["steal"]
     return round(busy / total, 3) if total > 0 else None
+
+
+class ForeignCpu:
+    """CPU seconds used by processes outside this process tree while it runs (Linux).
+
+    A background thread samples /proc every ``interval_s``; ``seconds`` is the total
+    so far. Everything this process starts (Ray's daemons and workers, torchrun) is
+    a descendant, so what is left is other people's work on the machine.
+    """
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True, name="foreign-cpu")
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __enter__(self) -> ForeignCpu:
+        if os.path.isdir("/proc/self/task"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _table(self) -> dict[int, tuple[int, float]]:
+        """pid -> (parent pid, CPU seconds so far)."""
+        table = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / self._tick)
+        return table
+
+    def _sample(self) -> None:
+        me, previous = os.getpid(), self._table()
+        while not self._stop.wait(self.interval_s):
+            current = self._table()
+            for pid, (_, cpu) in current.items():
+                if pid in previous and not _descends_from(pid, me, current):
+                    self.seconds += max(0.0, cpu - previous[pid][1])
+            previous = current
+
+
+def _descends_from(pid: int, ancestor: int, table: dict[int, tuple[int, float]]) -> bool:
+    for _ in range(64):
+        if pid == ancestor:
+            return True
+        if pid <= 1 or pid not in table:
+            return False
+        pid = table[pid][0]
+    return False
 
 
 def gpu_name() -> str:

@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # benchmarks/ is not a package
+    ForeignCpu,
     cpu_times,
     fmt,
     log,
@@ -43,6 +44,9 @@ from common import (  # benchmarks/ is not a package
 
 NAME = "train_overhead"
 GOAL = 0.95
+# A run during which other processes used more than this many CPU cores on average
+# is flagged as disturbed (2 cores: even half a core elsewhere shifts the numbers).
+DISTURBED_CORES = 0.1
 TORCHRUN_SCRIPT = Path(__file__).resolve().parent / "torchrun_ddp.py"
 
 
@@ -169,7 +173,9 @@ def summarise(runs: dict[str, list[dict[str, Any]]], ray_init_s: float) -> dict[
     }
 
 
-def render(summary: dict[str, Any], config: dict[str, Any], machine: dict[str, Any]) -> str:
+def render(
+    summary: dict[str, Any], config: dict[str, Any], machine: dict[str, Any], disturbed: int
+) -> str:
     ratio = summary["throughput_ratio"]
     verdict = "met" if ratio["met"] else "NOT met"
     table = markdown_table(
@@ -196,6 +202,11 @@ def render(summary: dict[str, Any], config: dict[str, Any], machine: dict[str, A
         f"median of {config['repeats']}; {machine['cpu_cores']} CPU cores, "
         f"GPU {machine['gpu']}, torch {machine['torch']}, ray {machine['ray']}."
     )
+    if disturbed:
+        caption += (
+            f" **{disturbed} of {2 * config['repeats']} runs shared the CPUs with other "
+            "processes: noisy.**"
+        )
     return f"{table}\n\n{caption}\n"
 
 
@@ -218,26 +229,41 @@ def main() -> None:
     log(f"ray.init: {ray_init_s:.1f} s")
 
     runs: dict[str, list[dict[str, Any]]] = {"raylift": [], "torchrun": []}
-    with tempfile.TemporaryDirectory(prefix="raylift-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="raylift-bench-") as tmp,
+        ForeignCpu() as foreign,
+    ):
         spec = spec_from_dict(job_dict(args, hidden, os.path.join(tmp, "runs")))
         try:
             for repeat in range(args.repeats):
                 order = ["raylift", "torchrun"] if repeat % 2 == 0 else ["torchrun", "raylift"]
                 for side in order:
-                    before = cpu_times()
+                    before, foreign_before = cpu_times(), foreign.seconds
                     result = run_raylift(spec) if side == "raylift" else run_torchrun(args, tmp)
                     after = cpu_times()
                     result["repeat"] = repeat
+                    result["foreign_cpu_s"] = round(foreign.seconds - foreign_before, 2)
+                    result["disturbed"] = (
+                        result["foreign_cpu_s"] > DISTURBED_CORES * (result["wall_s"])
+                    )
                     if before and after:  # CPU time the hypervisor took away during the run
                         result["cpu_steal_s"] = round(after["steal"] - before["steal"], 2)
                     runs[side].append(result)
                     log(
                         f"repeat {repeat + 1}/{args.repeats} {side:8s}: "
                         f"{result['samples_per_s']:8.1f} samples/s, loop {result['loop_s']:.1f} s, "
-                        f"start-up {result['startup_s']:.1f} s"
+                        f"start-up {result['startup_s']:.1f} s, other processes "
+                        f"{result['foreign_cpu_s']:.1f} CPU-s"
+                        + (" (DISTURBED)" if result["disturbed"] else "")
                     )
         finally:
             disconnect()
+    disturbed = sum(r["disturbed"] for side in runs.values() for r in side)
+    if disturbed:
+        log(
+            f"warning: {disturbed} run(s) shared the CPUs with other processes; "
+            "rerun on a quiet machine before trusting the numbers"
+        )
 
     summary = summarise(runs, ray_init_s)
     config = {
@@ -261,8 +287,9 @@ def main() -> None:
         "config": config,
         "runs": runs,
         "summary": summary,
+        "disturbed_runs": disturbed,
     }
-    markdown = render(summary, config, machine)
+    markdown = render(summary, config, machine, disturbed)
     if not args.no_write:
         json_path, md_path = write_results(NAME, payload, markdown)
         log(f"wrote {json_path} and {md_path}")

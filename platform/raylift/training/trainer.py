@@ -178,7 +178,12 @@ def run_training(
     )
     record.save(spec.run_dir)
 
-    queue = Queue(maxsize=1000, actor_options={"num_cpus": 0})
+    # Pin the progress queue to the driver's node: on a worker node it would die
+    # with that node, and the driver would go blind to a run that carries on.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    queue = Queue(maxsize=1000, actor_options={"num_cpus": 0, "scheduling_strategy": here})
     stop = threading.Event()
     pump = threading.Thread(
         target=_pump, args=(queue, stop, on_event, record, spec.run_dir), daemon=True

@@ -1,0 +1,204 @@
+"""A real multi-node Ray cluster on one machine, for elastic and fault-tolerance tests.
+
+``elastic_cluster`` starts a head node with 0 CPUs (so nothing trains on it; the
+driver, Train controller and coordinator actors live there) and two worker
+nodes with 1 CPU each, so a 2-worker job runs one worker per node and losing a
+node loses exactly one worker. Use it in a module that does not use
+``ray_local`` (one Ray per process at a time).
+
+Recovery knobs (Ray 2.60, Train V2). Train copies the ``RAY_TRAIN_*`` variables
+it knows from the driver's ``os.environ`` into the controller and the workers
+when ``fit()`` starts, so setting them here, before the run, is enough:
+
+- ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S`` (default 60): how long a restart
+  waits for its placement group. When the elastic policy sizes a restart from a
+  stale view of the cluster (a node that just died still counted), it waits
+  this long before retrying smaller. A placement group that fits is ready in
+  under a second here, even on a loaded machine.
+- ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (default 2): the controller's poll
+  period; a dead worker is noticed on the next poll, and reports are taken at
+  most one per poll.
+
+``RAY_TMPDIR`` points at a short private folder, so the cluster's sessions,
+sockets and ``ray_current_cluster`` file never touch another Ray on this host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+RECOVERY_ENV = {
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "5",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "OMP_NUM_THREADS": "1",
+}
+WORKER_NODES = 2
+
+
+@pytest.fixture
+def elastic_cluster() -> Iterator[Any]:
+    """Head (0 CPUs) + two 1-CPU worker nodes, connected; torn down afterwards."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        pytest.fail("elastic_cluster needs a process without another Ray connection")
+    # Unix socket paths must stay short: not under pytest's long tmp_path.
+    root = tempfile.mkdtemp(prefix="rl-cluster-", dir="/tmp")
+    saved = {key: os.environ.get(key) for key in [*RECOVERY_ENV, "RAY_TMPDIR", "RAY_ADDRESS"]}
+    os.environ.update(RECOVERY_ENV)
+    os.environ["RAY_TMPDIR"] = root
+    os.environ.pop("RAY_ADDRESS", None)
+    cluster = None
+    try:
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 0, "include_dashboard": False},
+        )
+        for _ in range(WORKER_NODES):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes(timeout=60)
+        ray.init(
+            address=cluster.address,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            runtime_env={"env_vars": _train_env_vars()},
+        )
+        yield cluster
+    finally:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.shutdown()
+        # Cluster writes <RAY_TMPDIR>/ray/ray_current_cluster; a killed run leaves it.
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(root, "ray", "ray_current_cluster"))
+        shutil.rmtree(root, ignore_errors=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _train_env_vars() -> dict[str, str]:
+    """The job's env vars = the ones Train gives its workers.
+
+    Train starts its worker actors with ``runtime_env={"env_vars": <the RAY_TRAIN_*
+    variables set in the driver>}``; when the job's runtime env carries the same
+    variables the merged env is unchanged, so the workers can start in Ray's
+    prestarted processes instead of new ones.
+    """
+    from ray.train.v2._internal.constants import get_env_vars_to_propagate
+
+    return get_env_vars_to_propagate()
+
+
+def worker_nodes(cluster: Any) -> list[Any]:
+    """The cluster's worker nodes (never the head), oldest first."""
+    return sorted(cluster.worker_nodes, key=lambda node: node.node_id)
+
+
+def node_hosting(cluster: Any, actor_title: str) -> Any | None:
+    """The worker node whose raylet started the process titled ``ray::<actor_title>``.
+
+    Worker processes are children of their node's raylet; this works without the
+    dashboard's State API.
+    """
+    import psutil
+
+    raylets = {node.all_processes["raylet"][0].process.pid: node for node in cluster.worker_nodes}
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
+        cmdline = proc.info["cmdline"] or []
+        if cmdline and cmdline[0].startswith(f"ray::{actor_title}"):
+            node = raylets.get(proc.info["ppid"])
+            if node is not None:
+                return node
+    return None
+
+
+class EventLog:
+    """Thread-safe record of progress events with their arrival times."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.times: list[float] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self._cond:
+            self.events.append(event)
+            self.times.append(time.monotonic())
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self.events)
+
+    def wait_for(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        *,
+        since: int = 0,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> int | None:
+        """Index of the first event from ``since`` on that matches; None on timeout/stop."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for index in range(since, len(self.events)):
+                    if predicate(self.events[index]):
+                        return index
+                left = deadline - time.monotonic()
+                if left <= 0 or stop():
+                    return None
+                self._cond.wait(timeout=min(left, 0.5))
+
+
+class BackgroundRun:
+    """``run_training`` in a thread, so the main thread can remove and add nodes.
+
+    ``Cluster.remove_node`` / ``add_node`` must be called from the main thread.
+    """
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.result = fn()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._done.set()
+
+    def start(self) -> BackgroundRun:
+        self._thread.start()
+        return self
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def join(self, timeout: float) -> Any:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"training did not finish within {timeout:.0f} s")
+        if self.error is not None:
+            raise self.error
+        return self.result

@@ -182,7 +182,7 @@ def run_training(
     # with that node, and the driver would go blind to a run that carries on.
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     queue = Queue(maxsize=1000, actor_options={"num_cpus": 0, "scheduling_strategy": here})
     stop = threading.Event()
     pump = threading.Thread(

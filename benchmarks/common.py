@@ -67,7 +67,7 @@ class ForeignCpu:
     a descendant, so what is left is other people's work on the machine.
     """
 
-    def __init__(self, interval_s: float = 0.5) -> None:
+    def __init__(self, interval_s: float = 1.0) -> None:
         self.interval_s = interval_s
         self.seconds = 0.0
         self._stop = threading.Event()

@@ -11,9 +11,18 @@ from raylift.errors import ClusterError
 # default) and each worker's report queue holds one result, so a faster poll keeps
 # frequent reports from blocking training. Env vars both for the local raylet
 # (inherited) and for a remote job (runtime_env).
+#
+# Recovery: a restart waits RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S (60 s by default)
+# for its placement group before trying again; with raylift's fresh resource view
+# (training/recovery.py) a restart is sized to what exists, so 10 s is plenty and
+# a timeout costs 10 s, not 60 (timeouts are retried without counting as
+# failures). Ray's preemption watcher polls for node drains every
+# RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S (5 s by default).
 WORKER_ENV_DEFAULTS = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "10",
+    "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1",
 }
 
 
@@ -36,11 +45,13 @@ def connect(
     """
     address = resolve_address(address)
     env = {k: os.environ.get(k, v) for k, v in WORKER_ENV_DEFAULTS.items()}
+    # Train copies the RAY_TRAIN_* variables from the driver's environment into
+    # its controller and workers when a run starts.
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
     if address is None:
-        # Ray reads these when it is first imported: set them before that.
+        # Ray reads this when it is first imported: set it before that.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-        for key, value in env.items():
-            os.environ.setdefault(key, value)
     import ray
 
     if ray.is_initialized():

@@ -77,6 +77,11 @@ def elastic_cluster() -> Iterator[Any]:
         )
         yield cluster
     finally:
+        # A training thread that outlives a failed test must not auto-connect to
+        # another Ray on this host once this cluster is gone (for this process).
+        import ray._private.auto_init_hook as auto_init
+
+        auto_init.enable_auto_connect = False
         with contextlib.suppress(Exception):
             ray.shutdown()
         if cluster is not None:
@@ -127,6 +132,20 @@ def node_hosting(cluster: Any, actor_title: str) -> Any | None:
             if node is not None:
                 return node
     return None
+
+
+def train_worker_processes(cluster: Any) -> list[Any]:
+    """psutil processes of this cluster's Ray Train workers (``ray::RayTrainWorker...``)."""
+    import psutil
+
+    raylets = {node.all_processes["raylet"][0].process.pid for node in cluster.worker_nodes}
+    found = []
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
+        cmdline = proc.info["cmdline"] or []
+        title = cmdline[0] if cmdline else ""
+        if title.startswith("ray::RayTrainWorker") and proc.info["ppid"] in raylets:
+            found.append(proc)
+    return found
 
 
 class EventLog:

@@ -107,7 +107,12 @@ class TrainSpec(StrictModel):
         1, gt=0, description="Checkpoint (and validate) every N epochs; null for never."
     )
     keep_checkpoints: int = Field(
-        3, ge=1, description="Keep the K best checkpoints by metric (the latest is kept too)."
+        3, ge=1, description="Keep the K newest checkpoints; older ones are deleted."
+    )
+    keep_best: bool = Field(
+        True,
+        description="Also keep a copy of the best checkpoint by train.metric (under best/), "
+        "so the export is the best model even after it left the K newest.",
     )
     metric: str | None = Field(
         None,
@@ -190,6 +195,12 @@ class ScalingSpec(StrictModel):
 class FailureSpec(StrictModel):
     max_failures: int = Field(
         3, ge=-1, description="Restarts from the latest checkpoint before giving up (-1: forever)."
+    )
+    max_preemptions: int = Field(
+        -1,
+        ge=-1,
+        description="Restarts after node preemptions (drains), counted apart from max_failures "
+        "(-1: forever).",
     )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ from raylift.training import checkpoint as ckpt
 from raylift.training import resume
 from raylift.training.evaluate import evaluate
 from raylift.training.plan import SampleStream, StepPlan
+from raylift.training.preemption import PreemptionCheck, release_sigterm, sigterm_received
 from raylift.training.setup import WorkerSetup, build_worker
 from raylift.training.telemetry import TrainTelemetry
 
@@ -33,6 +35,9 @@ class LoopState:
     train_time_s: float = 0.0  # wall time in this attempt's loop, less validation/checkpoints
     resumed_from_step: int | None = None  # set in an attempt that resumed
     world_size_before: int = 0  # workers of the attempt that wrote that checkpoint
+    # Checkpoints on storage that Ray never registered (so Ray will not prune them).
+    orphans: list[str] = field(default_factory=list)
+    best: dict[str, Any] | None = None  # {"value", "step"} of the kept best checkpoint
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -47,7 +52,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     data = ray.get(config["data_ref"])
     setup = build_worker(config["spec"], data, rank=rank, world_size=world)
     state = LoopState()
-    restored = _resume_state(setup.spec, ray.train.get_checkpoint() is not None, rank)
+    registered = ray.train.get_checkpoint()
+    registered_name = os.path.basename(registered.path.rstrip("/")) if registered else None
+    restored = _resume_state(setup.spec, registered_name, rank, state)
     if restored is not None:
         _restore(setup, restored, state)
     fault_at = int(config.get("fault_at_step", -1))
@@ -59,24 +66,36 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 
 def _resume_state(
-    spec: dict[str, Any], ray_has_checkpoint: bool, rank: int
+    spec: dict[str, Any], registered: str | None, rank: int, loop: LoopState
 ) -> dict[str, Any] | None:
     """The newest complete checkpoint's state (all ranks agree), or None on a fresh start.
 
-    Ray's own latest checkpoint can be older than the newest on storage (reported
-    just before a failure, before the controller registered it), so look at storage.
+    Ray's own latest checkpoint (``registered``) can be older than the newest on
+    storage (reported just before a failure, before the controller registered
+    it), so look at storage. Rank 0 deletes half-written folders newer than the
+    one chosen, and remembers a chosen folder Ray does not know as an orphan to
+    prune later (Ray only prunes what it registered).
     """
-    run_dir = spec["storage"]["path"].rstrip("/") + "/" + spec["name"]
+    run_dir = _run_dir(spec)
     name = None
     state = None
-    if rank == 0 and (ray_has_checkpoint or resume.checkpoint_steps(run_dir)):
+    if rank == 0 and (registered or resume.checkpoint_steps(run_dir)):
         found = resume.load_newest_complete(run_dir)
         if found is not None:
-            state, name = found
+            state, name, incomplete = found
+            for folder in incomplete:
+                resume.remove_checkpoint(run_dir, folder)
+            loop.orphans = [o for o in state.get("orphans", []) if o != name]
+            if name != registered:
+                loop.orphans.append(name)
     name = resume.agree_on(name)
     if name is None:
         return None
     return state if state is not None else resume.load_named(run_dir, name)
+
+
+def _run_dir(spec: dict[str, Any]) -> str:
+    return spec["storage"]["path"].rstrip("/") + "/" + spec["name"]
 
 
 def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> None:
@@ -91,6 +110,7 @@ def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> 
     state.restarts = int(restored.get("restarts", 0)) + 1
     state.resumed_from_step = state.step
     state.world_size_before = int(restored.get("world_size", 0))
+    state.best = restored.get("best")
 
 
 def _run(
@@ -105,6 +125,8 @@ def _run(
     window_loss, window_loss_n = 0.0, 0
     total = plan.total_steps
     attempt_start, excluded_s = time.perf_counter(), 0.0
+    preemption = PreemptionCheck(rank, setup.plan.world_size)
+    first_step = True  # report the first step of a resumed attempt at once
     while state.step < total:
         step, before = state.step, state.samples_seen
         if step == fault_at and not resumed and rank == 0:
@@ -117,8 +139,12 @@ def _run(
         window_loss += loss
         window_loss_n += 1
         epoch_done = plan.epoch_at(state.samples_seen) > plan.epoch_at(before)
-        checkpoint_now = _should_checkpoint(train, plan, state, epoch_done, total)
-        if checkpoint_now or state.step % train["log_every_steps"] == 0:
+        periodic = _should_checkpoint(train, plan, state, epoch_done, total)
+        early = preemption.due(state.step)  # "sigterm" / "preemption": checkpoint now
+        checkpoint_now = periodic or early is not None
+        report_now = state.step % train["log_every_steps"] == 0 or (first_step and resumed)
+        first_step = False
+        if checkpoint_now or report_now:
             now = time.perf_counter()
             state.train_time_s = now - attempt_start - excluded_s
             samples_per_s = window_samples / max(now - window_start, 1e-9)
@@ -128,10 +154,15 @@ def _run(
             if setup.telemetry is not None:
                 setup.telemetry.report(metrics)
             if checkpoint_now:
-                metrics.update(evaluate(setup, rank, world))
-                metrics.update(setup.baselines)
+                if periodic:
+                    metrics.update(evaluate(setup, rank, world))
+                    metrics.update(setup.baselines)
+                if early is not None:  # unscheduled: skip validation, be quick
+                    metrics["checkpoint_reason"] = early
                 _report_checkpoint(setup, state, metrics, rank)
                 excluded_s += time.perf_counter() - now
+                if early == "sigterm" and sigterm_received():
+                    _exit_after_sigterm(state.step)
             else:
                 ray.train.report(metrics)
             window_start, window_samples = time.perf_counter(), 0
@@ -242,13 +273,56 @@ def _report_checkpoint(
                 "rng": ckpt.rng_states(),
                 "spec": json.dumps(setup.spec),
                 "metrics": json.dumps(metrics),
+                "orphans": list(state.orphans),
             }
             if setup.scaler is not None:
                 payload["scaler"] = setup.scaler.state_dict()
+            train = setup.spec["train"]
+            better = _improves_best(train, state, metrics)
+            if better:
+                state.best = {"value": float(metrics[train["metric"]]), "step": state.step}
+            payload["best"] = state.best
             ckpt.save_state(directory, payload, extra={"step": state.step, "metrics": metrics})
+            if better:
+                resume.keep_best(_run_dir(setup.spec), directory, state.step)
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         ray.train.report(
             metrics,
             checkpoint=checkpoint,
             checkpoint_dir_name=resume.checkpoint_dir_name(state.step),
         )
+    if rank == 0 and state.orphans:
+        state.orphans = resume.prune_orphans(
+            _run_dir(setup.spec), state.orphans, setup.spec["train"]["keep_checkpoints"]
+        )
+
+
+def _improves_best(train: dict[str, Any], state: LoopState, metrics: dict[str, Any]) -> bool:
+    """Whether this checkpoint beats the kept best by ``train.metric`` (and one is kept)."""
+    metric = train.get("metric")
+    if not train.get("keep_best") or metric not in metrics:
+        return False
+    if state.best is None:
+        return True
+    value, best = float(metrics[metric]), float(state.best["value"])
+    return value > best if train.get("mode") == "max" else value < best
+
+
+def _exit_after_sigterm(step: int) -> None:
+    """The checkpoint is on storage: let the SIGTERM end this worker process.
+
+    First give the controller a moment to take the report (it polls every
+    0.5 s), so Ray registers the checkpoint and the driver sees it.
+    """
+    with contextlib.suppress(Exception):  # private Ray internals: best effort
+        from ray.train.v2._internal.execution.context import get_train_context
+
+        reports = get_train_context().execution_context.result_queue
+        deadline = time.monotonic() + 5.0
+        while reports.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+    release_sigterm()
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        time.sleep(0.1)  # the main thread exits the process at its next task
+    raise RuntimeError(f"SIGTERM: checkpointed at step {step}; stopping this worker")

@@ -8,15 +8,17 @@ newest folder that verifies is the right one; a half-written one is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from typing import Any
 
 from raylift import storage
-from raylift.errors import CheckpointError
+from raylift.errors import CheckpointError, StorageError
 from raylift.training import checkpoint as ckpt
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d{8})$")
+BEST_DIR = "best"
 
 
 def checkpoint_dir_name(step: int) -> str:
@@ -33,14 +35,69 @@ def checkpoint_steps(run_dir: str) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
-def load_newest_complete(run_dir: str) -> tuple[dict[str, Any], str] | None:
-    """The state of the newest checkpoint that verifies, and its folder name."""
+def load_newest_complete(run_dir: str) -> tuple[dict[str, Any], str, list[str]] | None:
+    """The newest checkpoint that verifies: its state, its folder name, and the
+    newer folders that did not verify (half-written: a crash during the write)."""
+    incomplete = []
     for _, name in checkpoint_steps(run_dir):
         try:
-            return _load(storage.join(run_dir, name)), name
+            return _load(storage.join(run_dir, name)), name, incomplete
         except CheckpointError:
-            continue  # half-written or damaged: fall back to the previous one
+            incomplete.append(name)  # fall back to the previous one
     return None
+
+
+def remove_checkpoint(run_dir: str, name: str) -> None:
+    with contextlib.suppress(OSError, StorageError):
+        storage.remove_dir(storage.join(run_dir, name))
+
+
+def prune_orphans(run_dir: str, orphans: list[str], keep: int) -> list[str]:
+    """Delete the orphans (checkpoints Ray never registered, so never prunes) that
+    are no longer among the ``keep`` newest; returns the orphans still kept."""
+    newest = {name for _, name in checkpoint_steps(run_dir)[:keep]}
+    kept = []
+    for name in orphans:
+        if name in newest:
+            kept.append(name)
+        else:
+            remove_checkpoint(run_dir, name)
+    return kept
+
+
+def keep_best(run_dir: str, local_checkpoint: str, step: int) -> None:
+    """Copy a sealed checkpoint to ``<run>/best/`` and drop the previous best.
+
+    The copy is complete only once its manifest is there (uploaded with it), so
+    a crash mid-copy leaves the previous best as the one that verifies.
+    """
+    best_root = storage.join(run_dir, BEST_DIR)
+    name = checkpoint_dir_name(step)
+    storage.upload_dir(local_checkpoint, storage.join(best_root, name))
+    for old in storage.list_dirs(best_root):
+        if old != name:
+            remove_checkpoint(best_root, old)
+
+
+def best_checkpoints(run_dir: str) -> list[tuple[str, dict[str, Any]]]:
+    """(path, metrics) of the kept best checkpoint(s) that verify."""
+    best_root = storage.join(run_dir, BEST_DIR)
+    found = []
+    for name in storage.list_dirs(best_root):
+        path = storage.join(best_root, name)
+        try:
+            manifest = _manifest(path)
+        except CheckpointError:
+            continue
+        found.append((path, dict(manifest.get("metrics") or {})))
+    return found
+
+
+def _manifest(path: str) -> dict[str, Any]:
+    if not storage.is_remote(path):
+        return ckpt.verify(storage.local_path(path))
+    with tempfile.TemporaryDirectory(prefix="raylift-best-") as tmp:
+        return ckpt.verify(storage.download_dir(path, tmp))
 
 
 def load_named(run_dir: str, name: str) -> dict[str, Any]:

@@ -63,8 +63,6 @@ def build_trainer(
     resolved: dict[str, Any],
     data_ref: Any,
     *,
-    metric: str,
-    mode: str,
     callbacks: list[Any] | None = None,
 ) -> Any:
     """The TorchTrainer for ``spec`` (Train V2)."""
@@ -72,6 +70,8 @@ def build_trainer(
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from raylift.training.loop import FAULT_ENV, train_loop_per_worker
+    from raylift.training.preemption import SigtermCheckpoint
+    from raylift.training.recovery import FreshResourceView
 
     scaling = spec.scaling
     if scaling.strategy == "fsdp":
@@ -98,13 +98,18 @@ def build_trainer(
         run_config=RunConfig(
             name=spec.name,
             storage_path=spec.storage.path,
-            failure_config=FailureConfig(max_failures=spec.failure.max_failures),
+            failure_config=FailureConfig(
+                max_failures=spec.failure.max_failures,
+                max_preemption_failures=spec.failure.max_preemptions,
+            ),
+            # Ray keeps the K newest (scored by step) and prunes the rest; the loop
+            # prunes the ones Ray never registered and keeps the best under best/.
             checkpoint_config=CheckpointConfig(
                 num_to_keep=spec.train.keep_checkpoints,
-                checkpoint_score_attribute=metric,
-                checkpoint_score_order=mode,
+                checkpoint_score_attribute="step",
+                checkpoint_score_order="max",
             ),
-            callbacks=callbacks or [],
+            callbacks=[FreshResourceView(), SigtermCheckpoint(), *(callbacks or [])],
         ),
     )
 
@@ -166,6 +171,7 @@ def run_training(
     resolved = resolve_spec(spec)
     data = load_data(resolved)  # bad data or metric fails here, before the run folder is touched
     metric, mode = metric_and_mode(spec, data.info.task)
+    resolved["train"]["metric"], resolved["train"]["mode"] = metric, mode
     previous = prepare_run_dir(spec, resolved, resume=resume, overwrite=overwrite)
     record = RunRecord(
         name=spec.name,
@@ -189,9 +195,7 @@ def run_training(
         target=_pump, args=(queue, stop, on_event, record, spec.run_dir), daemon=True
     )
     pump.start()
-    trainer = build_trainer(
-        spec, resolved, ray.put(data), metric=metric, mode=mode, callbacks=[ProgressCallback(queue)]
-    )
+    trainer = build_trainer(spec, resolved, ray.put(data), callbacks=[ProgressCallback(queue)])
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
@@ -207,7 +211,7 @@ def run_training(
         pump.join(timeout=5)
         _shutdown_queue(queue)
 
-    best = _best_checkpoint(result, metric, mode)
+    best = _best_checkpoint(result, spec.run_dir, metric, mode)
     if best is None:
         raise TrainingError(f"run {spec.name!r} finished without a checkpoint to export")
     checkpoint, best_metrics = best
@@ -231,8 +235,16 @@ def run_training(
     )
 
 
-def _best_checkpoint(result: Any, metric: str, mode: str) -> tuple[Any, dict[str, Any]] | None:
-    scored = [(c, m) for c, m in (result.best_checkpoints or []) if metric in m]
+def _best_checkpoint(
+    result: Any, run_dir: str, metric: str, mode: str
+) -> tuple[Any, dict[str, Any]] | None:
+    """The best by ``metric`` of Ray's kept checkpoints and the copy under best/."""
+    from ray.train import Checkpoint
+
+    from raylift.training.resume import best_checkpoints
+
+    kept = [(Checkpoint(path), metrics) for path, metrics in best_checkpoints(run_dir)]
+    scored = [(c, m) for c, m in [*(result.best_checkpoints or []), *kept] if metric in m]
     if not scored:
         return (result.checkpoint, dict(result.metrics or {})) if result.checkpoint else None
     sign = 1 if mode == "max" else -1

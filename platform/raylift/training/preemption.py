@@ -1,0 +1,164 @@
+"""Checkpoint before a worker goes away: SIGTERM and Ray's preemption notice.
+
+Two warnings reach a training worker before it is taken away:
+
+- **SIGTERM** to the worker process (a pod deletion, a spot reclaim handled by
+  the node agent, ``kill PID``). Ray's own handler exits at once. raylift's
+  handler (installed on each worker's main thread by ``SigtermCheckpoint``, a
+  Train worker callback) only raises a flag; the training loop checkpoints at
+  its next check, then the process exits the way Ray's handler would. If no
+  checkpoint happens within ``RAYLIFT_SIGTERM_GRACE_S`` (25 s, under
+  Kubernetes' default 30 s grace period), it exits anyway.
+- **A node drain** with reason preemption (``ray drain-node --reason
+  DRAIN_NODE_REASON_PREEMPTION``, the Ray autoscaler, KubeRay). Ray 2.60's
+  preemption watcher tells the workers (``ray.train.get_preemption_info``);
+  raylift checkpoints once and keeps training until the node is gone, then Ray
+  restarts the group from that checkpoint, against
+  ``FailureConfig.max_preemption_failures``.
+
+Ranks must agree on when to checkpoint (a checkpoint is a collective), so the
+flags are combined at a *check*: a tiny all-reduce every few steps, about every
+``CHECK_INTERVAL_S`` of training (rank 0 sizes the step interval from the step
+time it measures and shares it in the same all-reduce, so every rank calls the
+collective at the same steps).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from ray.train.v2._internal.execution.callback import WorkerCallback
+
+logger = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = 2.0
+GRACE_ENV = "RAYLIFT_SIGTERM_GRACE_S"
+DEFAULT_GRACE_S = 25.0
+
+_sigterm = threading.Event()  # a SIGTERM arrived
+_release = threading.Event()  # the checkpoint is taken (or the grace ran out): exit now
+_previous_handler: Any = signal.SIG_DFL
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if _release.is_set():
+        _exit_like_before(signum, frame)
+        return
+    if _sigterm.is_set():
+        return  # a repeated SIGTERM while the checkpoint is being taken
+    _sigterm.set()
+    grace_s = float(os.environ.get(GRACE_ENV, DEFAULT_GRACE_S))
+    logger.warning("SIGTERM: checkpointing before exit (at most %.0f s)", grace_s)
+    timer = threading.Timer(grace_s, release_sigterm)
+    timer.daemon = True
+    timer.start()
+
+
+def _exit_like_before(signum: int, frame: Any) -> None:
+    if callable(_previous_handler):
+        _previous_handler(signum, frame)
+    sys.exit(1)
+
+
+def install_sigterm_handler() -> bool:
+    """Install the handler; only possible on the main thread. True if installed."""
+    global _previous_handler
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _on_sigterm:
+        _previous_handler = current
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    _sigterm.clear()
+    _release.clear()
+    return True
+
+
+def sigterm_received() -> bool:
+    return _sigterm.is_set()
+
+
+def release_sigterm() -> None:
+    """Let the pending SIGTERM take its course: re-deliver it to this process.
+
+    The main thread runs the handler the next time it runs Python (Ray's worker
+    main thread does at each task, e.g. the controller's status poll).
+    """
+    if not _sigterm.is_set() or _release.is_set():
+        return
+    _release.set()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class SigtermCheckpoint(WorkerCallback):
+    """Train worker callback: installs the SIGTERM handler in each worker process."""
+
+    def after_init_train_context(self) -> None:
+        if not install_sigterm_handler():
+            logger.warning("SIGTERM handler not installed: not on the worker's main thread")
+
+
+class PreemptionCheck:
+    """Per rank: decides, in agreement with every rank, when to checkpoint early.
+
+    ``due(step)`` is called after every optimizer step on every rank; it returns
+    the reason ("sigterm" or "preemption") once, at the first check after a
+    warning reached any rank, else None.
+    """
+
+    def __init__(self, rank: int, world: int, interval_s: float = CHECK_INTERVAL_S) -> None:
+        self.rank, self.world = rank, world
+        self.interval_s = interval_s
+        self.next_check = 1
+        self._last_check_time = time.perf_counter()
+        self._last_check_step = 0
+        self._notice_handled = False
+        self._sigterm_handled = False
+
+    def due(self, step: int) -> str | None:
+        if step < self.next_check:
+            return None
+        local_sigterm = sigterm_received() and not self._sigterm_handled
+        sigterm, interval = self._agree(step, local_sigterm)
+        self.next_check = step + interval
+        if sigterm:
+            self._sigterm_handled = True
+            return "sigterm"
+        if not self._notice_handled and self._preemption_notice():
+            self._notice_handled = True
+            return "preemption"
+        return None
+
+    def _agree(self, step: int, local_sigterm: bool) -> tuple[bool, int]:
+        """All-reduce (any SIGTERM, rank 0's next interval in steps)."""
+        now = time.perf_counter()
+        steps = max(step - self._last_check_step, 1)
+        per_step = (now - self._last_check_time) / steps
+        self._last_check_time, self._last_check_step = now, step
+        # At most double the interval each time: early steps are not typical
+        # (reports and checkpoints slow some steps down).
+        interval = max(1, min(2 * steps, round(self.interval_s / max(per_step, 1e-6)), 1000))
+        if self.world == 1:
+            return local_sigterm, interval
+        import torch
+        import torch.distributed as dist
+
+        flags = torch.tensor([int(local_sigterm), interval if self.rank == 0 else 0])
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return bool(flags[0]), int(flags[1])
+
+    @staticmethod
+    def _preemption_notice() -> bool:
+        """Ray's drain notice (a barrier over all ranks, a few ms)."""
+        import ray.train
+
+        try:
+            return ray.train.get_preemption_info() is not None
+        except Exception:  # outside a Train worker (unit tests) or Ray without it
+            return False

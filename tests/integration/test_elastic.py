@@ -178,6 +178,7 @@ def test_sigterm_checkpoints_first_and_sigkill_resumes_from_latest(
     record = finish(run, log, epochs)
     assert [r["kind"] for r in record.recoveries] == ["restart", "restart"]
     assert record.recoveries[0]["steps_lost"] <= 2
+    assert [r["notice"] for r in record.recoveries] == ["sigterm", None]
     assert_checkpoints_pruned(spec.run_dir, keep=2)
 
 
@@ -228,3 +229,4 @@ def test_preemption_notice_checkpoints_before_the_node_goes(
 
     record = finish(run, log, epochs)
     assert record.recoveries[0]["to_workers"] == 1
+    assert record.recoveries[0]["notice"] == "preemption"

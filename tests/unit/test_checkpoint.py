@@ -11,6 +11,7 @@ import torch
 
 from raylift.errors import CheckpointError
 from raylift.training import checkpoint as ckpt
+from raylift.training import resume
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
@@ -62,3 +63,46 @@ def test_rng_states_round_trip(tmp_path: Path) -> None:
     ckpt.set_rng_states(ckpt.load_state(str(tmp_path))["rng"])
     got = (torch.rand(3), random.random(), np.random.rand())
     assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
+
+
+def _checkpoint(
+    run_dir: Path, step: int, *, sealed: bool = True, metrics: dict | None = None
+) -> str:
+    folder = run_dir / resume.checkpoint_dir_name(step)
+    folder.mkdir(parents=True)
+    if sealed:
+        ckpt.save_state(str(folder), {"step": step}, extra={"step": step, "metrics": metrics or {}})
+    else:  # a crash mid-write: no manifest
+        torch.save({"step": step}, folder / ckpt.STATE_FILE)
+    return folder.name
+
+
+def test_newest_complete_checkpoint_skips_and_lists_half_written_ones(tmp_path: Path) -> None:
+    _checkpoint(tmp_path, 20)
+    _checkpoint(tmp_path, 40)
+    _checkpoint(tmp_path, 60, sealed=False)
+    state, name, incomplete = resume.load_newest_complete(str(tmp_path))
+    assert (state["step"], name, incomplete) == (40, "checkpoint_00000040", ["checkpoint_00000060"])
+
+
+def test_orphans_are_pruned_once_out_of_the_newest_k(tmp_path: Path) -> None:
+    orphan = _checkpoint(tmp_path, 40)  # resumed from, never registered by Ray
+    _checkpoint(tmp_path, 60)
+    assert resume.prune_orphans(str(tmp_path), [orphan], keep=2) == [orphan]
+    assert (tmp_path / orphan).is_dir()
+    _checkpoint(tmp_path, 80)
+    assert resume.prune_orphans(str(tmp_path), [orphan], keep=2) == []
+    assert not (tmp_path / orphan).exists()
+    assert [step for step, _ in resume.checkpoint_steps(str(tmp_path))] == [80, 60]
+
+
+def test_the_best_copy_replaces_the_previous_best(tmp_path: Path) -> None:
+    for step, accuracy in ((20, 0.8), (40, 0.9)):
+        local = tmp_path / "local" / str(step)
+        local.mkdir(parents=True)
+        ckpt.save_state(str(local), {"step": step}, extra={"metrics": {"val_accuracy": accuracy}})
+        resume.keep_best(str(tmp_path / "run"), str(local), step)
+    best = resume.best_checkpoints(str(tmp_path / "run"))
+    assert [(Path(path).name, m["val_accuracy"]) for path, m in best] == [
+        ("checkpoint_00000040", 0.9)
+    ]

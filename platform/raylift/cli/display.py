@@ -55,6 +55,12 @@ class TrainDisplay:
         recovery = event.get("recovery")
         if recovery:
             self.console.print(recovery_line(recovery), highlight=False)
+        reason = event.get("checkpoint_reason")
+        if reason:
+            self.console.print(
+                f"checkpoint at step {event.get('step')}: {NOTICES.get(reason, reason)}",
+                highlight=False,
+            )
         self.latest.update({k: v for k, v in event.items() if v is not None})
         if self.live is not None:
             self.live.update(self._table())
@@ -85,10 +91,19 @@ class TrainDisplay:
         return table
 
 
+NOTICES = {
+    "sigterm": "a worker got SIGTERM; it exits after this checkpoint",
+    "preemption": "a node is being preempted (drained)",
+}
+
+
 def recovery_line(recovery: dict[str, Any]) -> str:
     """One line for a restart or resize, as the CLI and ``runs show`` print it."""
-    return (
+    line = (
         f"{recovery['time']}  {recovery['kind']}: {recovery['from_workers']} -> "
         f"{recovery['to_workers']} workers, resumed from step {recovery['resumed_from_step']}, "
         f"{recovery['steps_lost']} steps lost"
     )
+    if recovery.get("notice"):
+        line += f" (checkpointed on notice: {recovery['notice']})"
+    return line

@@ -38,6 +38,8 @@ class LoopState:
     # Checkpoints on storage that Ray never registered (so Ray will not prune them).
     orphans: list[str] = field(default_factory=list)
     best: dict[str, Any] | None = None  # {"value", "step"} of the kept best checkpoint
+    # Where this attempt's start-up went (seconds), reported with its first step.
+    startup: dict[str, float] = field(default_factory=dict)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -45,6 +47,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray
     import ray.train
 
+    entered = time.time()
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     # The driver loaded the data once (Ray Data reads need free CPUs, which the
@@ -52,11 +55,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     data = ray.get(config["data_ref"])
     setup = build_worker(config["spec"], data, rank=rank, world_size=world)
     state = LoopState()
+    built = time.time()
     registered = ray.train.get_checkpoint()
     registered_name = os.path.basename(registered.path.rstrip("/")) if registered else None
     restored = _resume_state(setup.spec, registered_name, rank, state)
     if restored is not None:
         _restore(setup, restored, state)
+    state.startup = {
+        "startup_process_s": entered - _process_start_time(),
+        "startup_setup_s": built - entered,
+        "startup_restore_s": time.time() - built,
+    }
     fault_at = int(config.get("fault_at_step", -1))
     if rank == 0:
         setup.telemetry = TrainTelemetry(setup.spec["name"])
@@ -94,6 +103,16 @@ def _resume_state(
     return state if state is not None else resume.load_named(run_dir, name)
 
 
+def _process_start_time() -> float:
+    """When this worker process started (Ray starts a new one per attempt)."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:
+        return time.time()
+
+
 def _run_dir(spec: dict[str, Any]) -> str:
     return spec["storage"]["path"].rstrip("/") + "/" + spec["name"]
 
@@ -127,6 +146,7 @@ def _run(
     attempt_start, excluded_s = time.perf_counter(), 0.0
     preemption = PreemptionCheck(rank, setup.plan.world_size)
     first_step = True  # report the first step of a resumed attempt at once
+    first_report = True  # carries the attempt's start-up timings
     while state.step < total:
         step, before = state.step, state.samples_seen
         if step == fault_at and not resumed and rank == 0:
@@ -151,6 +171,9 @@ def _run(
             metrics = _progress_metrics(
                 setup, state, plan.epoch_at(before), window_loss / window_loss_n, samples_per_s
             )
+            if first_report:
+                metrics.update(state.startup)
+                first_report = False
             if setup.telemetry is not None:
                 setup.telemetry.report(metrics)
             if checkpoint_now:

@@ -262,6 +262,7 @@ class RecoveryTracker:
         self.last_step = last_step
         self.last_world: int | None = None
         self.restarts = 0
+        self.notice: str | None = None  # an early checkpoint since the last recovery
 
     def observe(self, event: dict[str, Any]) -> dict[str, Any] | None:
         recovery = None
@@ -275,8 +276,12 @@ class RecoveryTracker:
                 "to_workers": event["world_size"],
                 "resumed_from_step": resumed,
                 "steps_lost": max(0, self.last_step - resumed),
+                "notice": self.notice,
             }
             self.restarts = int(event["restarts"])
+            self.notice = None
+        if event.get("checkpoint_reason"):
+            self.notice = str(event["checkpoint_reason"])
         self.last_step = int(event.get("step", self.last_step))
         self.last_world = int(event.get("world_size", self.last_world or 0))
         return recovery

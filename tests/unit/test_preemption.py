@@ -1,0 +1,102 @@
+"""The SIGTERM handler defers the exit until a checkpoint is taken, then exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from raylift.training import preemption
+
+
+@pytest.fixture
+def sigterm_handler() -> Iterator[list[int]]:
+    """raylift's handler over a recording 'Ray' handler; restored afterwards."""
+    calls: list[int] = []
+    original = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    assert preemption.install_sigterm_handler()
+    yield calls
+    signal.signal(signal.SIGTERM, original)
+    preemption._sigterm.clear()
+    preemption._release.clear()
+
+
+def _deliver(sig: int = signal.SIGTERM) -> None:
+    os.kill(os.getpid(), sig)
+    time.sleep(0.05)  # the handler runs on this (main) thread
+
+
+def test_sigterm_asks_for_one_checkpoint_instead_of_exiting(sigterm_handler: list[int]) -> None:
+    check = preemption.PreemptionCheck(rank=0, world=1)
+    assert check.due(1) is None
+    _deliver()
+    assert sigterm_handler == []  # Ray's handler (exit) did not run yet
+    assert preemption.sigterm_received()
+    reason = None
+    for step in range(2, 10):
+        reason = reason or check.due(step)
+    assert reason == "sigterm"
+    assert all(check.due(step) is None for step in range(10, 40))  # only once
+
+
+def test_after_the_checkpoint_the_process_exits_as_before(
+    sigterm_handler: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _deliver()
+    with pytest.raises(SystemExit):
+        preemption.release_sigterm()
+        time.sleep(0.05)
+    assert sigterm_handler == [signal.SIGTERM]
+
+
+def test_no_checkpoint_in_time_exits_anyway(
+    sigterm_handler: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(preemption.GRACE_ENV, "0.2")
+    with pytest.raises(SystemExit):
+        _deliver()
+        time.sleep(2)
+    assert sigterm_handler == [signal.SIGTERM]
+
+
+def test_check_interval_grows_gradually_from_one_step() -> None:
+    check = preemption.PreemptionCheck(rank=0, world=1, interval_s=3600)
+    checked: list[Any] = []
+    for step in range(1, 100):
+        if step >= check.next_check:
+            checked.append(step)
+        check.due(step)
+    assert checked[:4] == [1, 3, 7, 15]  # doubling while steps are fast
+
+
+def test_fresh_resource_view_patches_the_elastic_policy() -> None:
+    from ray.train.v2._internal.execution.scaling_policy.elastic import ElasticScalingPolicy
+
+    from raylift.training import recovery
+
+    assert recovery.install() and recovery.install()  # idempotent
+    assert getattr(ElasticScalingPolicy, recovery._MARK)
+    assert recovery.without_draining_nodes(None) is None
+    assert recovery.without_draining_nodes({}) == {}
+
+
+def test_recovery_records_steps_lost_and_the_notice_before_it() -> None:
+    from raylift.training.trainer import RecoveryTracker
+
+    tracker = RecoveryTracker()
+    base = {"restarts": 0, "world_size": 2}
+    assert tracker.observe({**base, "step": 40}) is None
+    assert tracker.observe({**base, "step": 47, "checkpoint_reason": "sigterm"}) is None
+    assert tracker.observe({**base, "step": 48}) is None
+    recovery = tracker.observe(
+        {"restarts": 1, "world_size": 1, "step": 48, "resumed_from_step": 47}
+    )
+    assert recovery is not None
+    assert (recovery["kind"], recovery["from_workers"], recovery["to_workers"]) == ("resize", 2, 1)
+    assert (recovery["steps_lost"], recovery["notice"]) == (1, "sigterm")
+    again = tracker.observe({"restarts": 2, "world_size": 1, "step": 61, "resumed_from_step": 60})
+    assert again is not None and again["kind"] == "restart" and again["notice"] is None

@@ -25,6 +25,19 @@ WORKER_ENV_DEFAULTS = {
     "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1",
 }
 
+# How fast the GCS declares a silent node dead: after health_check_failure_threshold
+# missed checks, health_check_period_ms apart. Ray's defaults (3 s x 5) notice a
+# hard-killed node (power loss, SIGKILL of its raylet) only after ~15-25 s; this
+# notices it in ~3-5 s. For the Ray clusters raylift starts itself (its tests,
+# benchmarks, and the dev cluster): ``ray.init(_system_config=...)`` or
+# ``ray start --system-config``. A too-eager setting marks nodes dead during long
+# network hiccups, so production clusters should weigh it against their network.
+NODE_HEALTH_CHECK = {
+    "health_check_period_ms": 1000,
+    "health_check_timeout_ms": 1000,
+    "health_check_failure_threshold": 3,
+}
+
 
 def resolve_address(address: str | None) -> str | None:
     """``--address`` wins, then ``RAY_ADDRESS``; None means an embedded local Ray."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,37 @@ def test_train_digits_mlp_exports_a_model_that_predicts(tmp_path: Path) -> None:
 
     again = raylift("train", "jobs/digits-mlp.yaml", storage=storage)
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_a_killed_driver_is_resumed_from_storage(tmp_path: Path) -> None:
+    """Issue 3.5: the `raylift train` process dies; the same spec with --resume continues."""
+    storage = tmp_path / "runs"
+    env = {**os.environ, "RAYLIFT_STORAGE_PATH": str(storage)}
+    first = subprocess.Popen(
+        [RAYLIFT, "train", "jobs/digits-mlp.yaml"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the driver and its embedded Ray
+    )
+    manifest = storage / "digits-mlp" / "checkpoint_00000110" / "manifest.json"
+    try:
+        deadline = time.monotonic() + 240
+        while not manifest.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert manifest.exists() and first.poll() is None, "no checkpoint while running"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)  # the driver dies with its Ray
+        first.wait(timeout=30)
+    record = json.loads((storage / "digits-mlp" / "raylift-run.json").read_text())
+    assert record["status"] == "running"  # nobody was left to say otherwise
+
+    resumed = raylift("train", "jobs/digits-mlp.yaml", "--resume", storage=storage)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step 110" in resumed.stdout or "resumed from step 220" in resumed.stdout
+    record = json.loads((storage / "digits-mlp" / "raylift-run.json").read_text())
+    assert record["status"] == "succeeded" and record["attempts"] == 2
+    assert record["metrics"]["step"] == 30 * 22
+    assert record["recoveries"][-1]["resumed_from_step"] >= 110

@@ -37,10 +37,12 @@ from typing import Any
 
 import pytest
 
+from raylift.cluster import NODE_HEALTH_CHECK, WORKER_ENV_DEFAULTS
+
 RECOVERY_ENV = {
+    **WORKER_ENV_DEFAULTS,  # what raylift.cluster.connect sets (preemption poll 1 s...)
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "5",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
-    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
     "OMP_NUM_THREADS": "1",
 }
 WORKER_NODES = 2
@@ -64,7 +66,11 @@ def elastic_cluster() -> Iterator[Any]:
     try:
         cluster = Cluster(
             initialize_head=True,
-            head_node_args={"num_cpus": 0, "include_dashboard": False},
+            head_node_args={
+                "num_cpus": 0,
+                "include_dashboard": False,
+                "_system_config": NODE_HEALTH_CHECK,
+            },
         )
         for _ in range(WORKER_NODES):
             cluster.add_node(num_cpus=1)

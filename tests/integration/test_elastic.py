@@ -135,6 +135,10 @@ def test_node_loss_shrinks_and_node_return_grows_back(
     kinds = [(r["kind"], r["from_workers"], r["to_workers"]) for r in record.recoveries]
     assert kinds == [("resize", 2, 1), ("resize", 1, 2)], record.recoveries
     assert all(r["steps_lost"] <= CHECKPOINT_EVERY + 2 for r in record.recoveries)
+    # Before growing, the workers checkpoint: only the steps trained while the
+    # controller restarts the group are redone.
+    assert [r["notice"] for r in record.recoveries] == [None, "resize"]
+    assert record.recoveries[1]["steps_lost"] < CHECKPOINT_EVERY // 2
     assert_checkpoints_pruned(spec.run_dir, keep=2)
 
 
@@ -158,7 +162,6 @@ def test_sigterm_checkpoints_first_and_sigkill_resumes_from_latest(
         log, run, "SIGTERM checkpoint", lambda e: e.get("checkpoint_reason") == "sigterm", before
     )
     saved_step = log.events[saved]["step"]
-    assert saved_step % CHECKPOINT_EVERY != 0, "not an unscheduled checkpoint"
     assert log.events[saved]["checkpoint"], "the checkpoint was not registered"
     workers[-1].wait(timeout=30)  # the process exits once its checkpoint is taken
     resumed = wait_event(log, run, "restart after SIGTERM", lambda e: e["restarts"] >= 1, saved)
@@ -201,7 +204,7 @@ def test_preemption_notice_checkpoints_before_the_node_goes(
     gcs = ray._raylet.GcsClient(address=elastic_cluster.address)
     # Train waits for the deadline before restarting (the drained node's worker may
     # still be checkpointing): keep it short.
-    deadline_ms = int(time.time() * 1000) + 10_000
+    deadline_ms = int(time.time() * 1000) + 20_000
     accepted, why = gcs.drain_node(
         victim.node_id,
         autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"),

@@ -100,3 +100,11 @@ def test_recovery_records_steps_lost_and_the_notice_before_it() -> None:
     assert (recovery["steps_lost"], recovery["notice"]) == (1, "sigterm")
     again = tracker.observe({"restarts": 2, "world_size": 1, "step": 61, "resumed_from_step": 60})
     assert again is not None and again["kind"] == "restart" and again["notice"] is None
+
+
+def test_a_resize_request_asks_for_one_checkpoint() -> None:
+    check = preemption.PreemptionCheck(rank=0, world=1)
+    assert check.due(1) is None
+    preemption.request_resize_checkpoint()  # what the controller runs on each worker
+    reasons = [check.due(step) for step in range(2, 40)]
+    assert [r for r in reasons if r] == ["resize"]

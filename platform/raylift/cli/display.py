@@ -94,6 +94,7 @@ class TrainDisplay:
 NOTICES = {
     "sigterm": "a worker got SIGTERM; it exits after this checkpoint",
     "preemption": "a node is being preempted (drained)",
+    "resize": "more workers fit now; the group restarts bigger from this checkpoint",
 }
 
 

@@ -16,6 +16,10 @@ Two warnings reach a training worker before it is taken away:
   restarts the group from that checkpoint, against
   ``FailureConfig.max_preemption_failures``.
 
+A third request comes from the controller: before growing the group (a node
+came back), ``recovery.py`` asks the workers to checkpoint, so the restart at
+the bigger size loses nothing.
+
 Ranks must agree on when to checkpoint (a checkpoint is a collective), so the
 flags are combined at a *check*: a tiny all-reduce every few steps, about every
 ``CHECK_INTERVAL_S`` of training (rank 0 sizes the step interval from the step
@@ -42,6 +46,7 @@ GRACE_ENV = "RAYLIFT_SIGTERM_GRACE_S"
 DEFAULT_GRACE_S = 25.0
 
 _sigterm = threading.Event()  # a SIGTERM arrived
+_resize = threading.Event()  # the controller is about to resize the group
 _release = threading.Event()  # the checkpoint is taken (or the grace ran out): exit now
 _previous_handler: Any = signal.SIG_DFL
 
@@ -84,6 +89,11 @@ def sigterm_received() -> bool:
     return _sigterm.is_set()
 
 
+def request_resize_checkpoint() -> None:
+    """Run on a worker (by the controller, see ``recovery.py``) before a resize."""
+    _resize.set()
+
+
 def release_sigterm() -> None:
     """Let the pending SIGTERM take its course: re-deliver it to this process.
 
@@ -108,8 +118,8 @@ class PreemptionCheck:
     """Per rank: decides, in agreement with every rank, when to checkpoint early.
 
     ``due(step)`` is called after every optimizer step on every rank; it returns
-    the reason ("sigterm" or "preemption") once, at the first check after a
-    warning reached any rank, else None.
+    the reason ("sigterm", "resize" or "preemption") once, at the first check
+    after a warning reached any rank, else None.
     """
 
     def __init__(self, rank: int, world: int, interval_s: float = CHECK_INTERVAL_S) -> None:
@@ -125,18 +135,21 @@ class PreemptionCheck:
         if step < self.next_check:
             return None
         local_sigterm = sigterm_received() and not self._sigterm_handled
-        sigterm, interval = self._agree(step, local_sigterm)
+        sigterm, resize, interval = self._agree(step, local_sigterm, _resize.is_set())
         self.next_check = step + interval
         if sigterm:
             self._sigterm_handled = True
             return "sigterm"
+        if resize:
+            _resize.clear()
+            return "resize"
         if not self._notice_handled and self._preemption_notice():
             self._notice_handled = True
             return "preemption"
         return None
 
-    def _agree(self, step: int, local_sigterm: bool) -> tuple[bool, int]:
-        """All-reduce (any SIGTERM, rank 0's next interval in steps)."""
+    def _agree(self, step: int, local_sigterm: bool, local_resize: bool) -> tuple[bool, bool, int]:
+        """All-reduce (any SIGTERM, any resize request, rank 0's next interval in steps)."""
         now = time.perf_counter()
         steps = max(step - self._last_check_step, 1)
         per_step = (now - self._last_check_time) / steps
@@ -145,13 +158,15 @@ class PreemptionCheck:
         # (reports and checkpoints slow some steps down).
         interval = max(1, min(2 * steps, round(self.interval_s / max(per_step, 1e-6)), 1000))
         if self.world == 1:
-            return local_sigterm, interval
+            return local_sigterm, local_resize, interval
         import torch
         import torch.distributed as dist
 
-        flags = torch.tensor([int(local_sigterm), interval if self.rank == 0 else 0])
+        flags = torch.tensor(
+            [int(local_sigterm), int(local_resize), interval if self.rank == 0 else 0]
+        )
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        return bool(flags[0]), int(flags[1])
+        return bool(flags[0]), bool(flags[1]), int(flags[2])
 
     @staticmethod
     def _preemption_notice() -> bool:

@@ -8,13 +8,19 @@ group cannot be placed and Train waits out ``RAY_TRAIN_WORKER_GROUP_START_TIMEOU
 (60 s by default) before trying again smaller. We measured 72-76 s from a node
 loss to training on the survivors; growing back waited for the next 20 s tick.
 
-``FreshResourceView`` is a controller callback that, in the controller's
+``ElasticRecovery`` is a controller callback that, in the controller's
 process only, makes the policy ask the coordinator to recompute its view
 (``get_reserved_resources(recompute=True)``) whenever it decides a size, drop
 the cached answer when a running group stops, and leave out nodes that are
 draining (a node being preempted must not get the restarted workers). Together
 with a 10 s start timeout (``raylift.cluster.WORKER_ENV_DEFAULTS``) a node loss
 is back to training in 10-20 s on this 2-core machine (benchmarks/recovery.py).
+
+Growing is a restart too, from the latest checkpoint. Before returning a
+decision to grow, the patched policy asks the workers to checkpoint (through
+each worker actor's ``execute``; see ``preemption.py``) and holds the decision
+until that checkpoint is reported (at most ``GROW_CHECKPOINT_WAIT_S``), so a
+grow loses no steps.
 
 This patches private Ray internals, so it is tied to the pinned Ray (2.60.0):
 ``install`` checks for the attributes it needs and leaves Ray's own behaviour
@@ -26,18 +32,30 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ray.train.v2._internal.execution.callback import ControllerCallback
+from ray.train.v2._internal.execution.callback import ControllerCallback, ReportCallback
 
 logger = logging.getLogger(__name__)
 
 _MARK = "_raylift_fresh_view"
+GROW_CHECKPOINT_WAIT_S = 30.0
+# When the controller last registered a checkpoint taken for a resize (all ranks
+# reported it; reports lag training, so an older periodic one may come later).
+_resize_checkpoint_registered_at = float("-inf")
 
 
-class FreshResourceView(ControllerCallback):
-    """Controller callback: see ``install``."""
+class ElasticRecovery(ControllerCallback, ReportCallback):
+    """Controller callback: patches the policy (``install``) and notes registered checkpoints."""
 
     def after_controller_start(self, train_run_context: Any) -> None:
         install()
+
+    def after_report(self, training_report: Any, metrics: list[dict[str, Any]]) -> None:
+        global _resize_checkpoint_registered_at
+        resize = any(m.get("checkpoint_reason") == "resize" for m in metrics)
+        if training_report.checkpoint is not None and resize:
+            from ray.train.v2._internal.util import time_monotonic
+
+            _resize_checkpoint_registered_at = time_monotonic()
 
 
 def install() -> bool:
@@ -61,15 +79,29 @@ def install() -> bool:
     running = policy.make_decision_for_running_worker_group
 
     def make_decision_for_non_running_worker_group(self: Any) -> Any:
+        self._raylift_pending_grow = None
         if getattr(self, "_raylift_was_running", False):
             # The group just stopped: an answer cached while it ran is stale.
             self._raylift_was_running = False
             self._latest_reserved_resources_query_time = float("-inf")
         return non_running(self)
 
-    def make_decision_for_running_worker_group(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def make_decision_for_running_worker_group(
+        self: Any, worker_group_state: Any, worker_group_status: Any
+    ) -> Any:
         self._raylift_was_running = True
-        return running(self, *args, **kwargs)
+        pending = getattr(self, "_raylift_pending_grow", None)
+        if pending is not None:
+            return _finish_grow(self, pending)
+        decision = running(self, worker_group_state, worker_group_status)
+        growing = (
+            isinstance(decision, elastic.ResizeDecision)
+            and decision.num_workers > worker_group_state.num_workers
+        )
+        if growing and _request_checkpoint(worker_group_state.workers):
+            self._raylift_pending_grow = (elastic.time_monotonic(), decision)
+            return elastic.NoopDecision()
+        return decision
 
     def _get_reserved_resources(self: Any) -> Any:
         since = elastic.time_monotonic() - self._latest_reserved_resources_query_time
@@ -96,6 +128,36 @@ def install() -> bool:
     policy._get_reserved_resources = _get_reserved_resources
     setattr(policy, _MARK, True)
     return True
+
+
+def _request_checkpoint(workers: list[Any]) -> bool:
+    """Ask every worker to checkpoint at its next check; False if that failed."""
+    from raylift.training.preemption import request_resize_checkpoint
+
+    try:
+        for worker in workers:
+            worker.execute_async(request_resize_checkpoint)
+    except Exception:
+        logger.warning("raylift: could not ask for a checkpoint before growing", exc_info=True)
+        return False
+    return True
+
+
+def _finish_grow(policy: Any, pending: tuple[float, Any]) -> Any:
+    """The held grow decision once a checkpoint is registered (or the wait is over).
+
+    Registered means every rank reported it (``after_report``): returning the
+    decision as soon as rank 0's report arrives would stop the group before
+    Ray registers the checkpoint.
+    """
+    from ray.train.v2._internal.execution.scaling_policy import elastic
+
+    asked_at, decision = pending
+    registered = _resize_checkpoint_registered_at >= asked_at
+    if registered or elastic.time_monotonic() - asked_at > GROW_CHECKPOINT_WAIT_S:
+        policy._raylift_pending_grow = None
+        return decision
+    return elastic.NoopDecision()
 
 
 def without_draining_nodes(reserved: dict[str, Any] | None) -> dict[str, Any] | None:

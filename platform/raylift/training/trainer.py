@@ -71,7 +71,7 @@ def build_trainer(
 
     from raylift.training.loop import FAULT_ENV, train_loop_per_worker
     from raylift.training.preemption import SigtermCheckpoint
-    from raylift.training.recovery import FreshResourceView
+    from raylift.training.recovery import ElasticRecovery
 
     scaling = spec.scaling
     if scaling.strategy == "fsdp":
@@ -109,7 +109,7 @@ def build_trainer(
                 checkpoint_score_attribute="step",
                 checkpoint_score_order="max",
             ),
-            callbacks=[FreshResourceView(), SigtermCheckpoint(), *(callbacks or [])],
+            callbacks=[ElasticRecovery(), SigtermCheckpoint(), *(callbacks or [])],
         ),
     )
 

@@ -130,6 +130,11 @@ def parse_args() -> argparse.Namespace:
         "--no-write", action="store_true", help="print the table; leave results/ alone"
     )
     parser.add_argument(
+        "--graceful",
+        action="store_true",
+        help="raylift: remove the node gracefully (Ray is told at once) instead of SIGKILL",
+    )
+    parser.add_argument(
         "--keep-logs", action="store_true", help="keep raylift's Ray session folder (debugging)"
     )
     parser.add_argument("--raylift-child", metavar="OUT", help=argparse.SUPPRESS)
@@ -394,7 +399,7 @@ CONTROLLER_MARKS = {
     "Detected changes in the cluster resources": "resize decided",
     "Attempting to start training worker group": "worker group starting",
     "Started training worker group": "worker group started",
-    "Worker group start timed out": "worker group start timed out",
+    "worker group startup timed out": "worker group start timed out",
 }
 
 
@@ -431,7 +436,7 @@ def breakdown(timeline: list[list[Any]], since: float, until: float) -> dict[str
 
 def raylift_child(args: argparse.Namespace) -> None:
     """One raylift repeat, in its own process: cluster, run, losses, teardown."""
-    from raylift.cluster import WORKER_ENV_DEFAULTS
+    from raylift.cluster import NODE_HEALTH_CHECK, WORKER_ENV_DEFAULTS
 
     root = tempfile.mkdtemp(prefix="rl-rec-", dir="/tmp")  # short: Unix socket paths
     # Before the cluster starts: its raylets (and so the workers) inherit them.
@@ -440,7 +445,10 @@ def raylift_child(args: argparse.Namespace) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["RAY_TMPDIR"] = root
     os.environ.pop("RAY_ADDRESS", None)
-    out: dict[str, Any] = {"env": {k: os.environ[k] for k in WORKER_ENV_DEFAULTS}}
+    out: dict[str, Any] = {
+        "env": {k: os.environ[k] for k in WORKER_ENV_DEFAULTS},
+        "system_config": NODE_HEALTH_CHECK,
+    }
     cluster = None
     try:
         import ray._private.auto_init_hook as auto_init
@@ -454,8 +462,14 @@ def raylift_child(args: argparse.Namespace) -> None:
         # join another Ray on this host once this cluster is gone.
         auto_init.enable_auto_connect = False
         started = time.perf_counter()
+        # raylift's GCS node health checks (a dead node is noticed in ~3-5 s, not 15-25 s).
         cluster = Cluster(
-            initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 0,
+                "include_dashboard": False,
+                "_system_config": NODE_HEALTH_CHECK,
+            },
         )
         for _ in range(MAX_WORKERS):
             cluster.add_node(num_cpus=1)
@@ -519,7 +533,7 @@ def raylift_child(args: argparse.Namespace) -> None:
                 raise Failed("no RayTrainWorker process found on a worker node")
             victim = next(iter(hosts.values()))
             begun = time.perf_counter()
-            cluster.remove_node(victim, allow_graceful=False)
+            cluster.remove_node(victim, allow_graceful=args.graceful)
             return {"remove_node_s": round(time.perf_counter() - begun, 2)}
 
         def add_node() -> dict[str, Any]:
@@ -577,7 +591,11 @@ def raylift_child(args: argparse.Namespace) -> None:
         if args.keep_logs:
             log(f"  kept Ray's session folder under {root}")
         else:
-            shutil.rmtree(root, ignore_errors=True)
+            for _ in range(3):  # a dying raylet may still be writing its logs
+                shutil.rmtree(root, ignore_errors=True)
+                if not os.path.exists(root):
+                    break
+                time.sleep(1)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # the training thread may still be blocked in Ray
@@ -589,7 +607,12 @@ def run_raylift(args: argparse.Namespace) -> dict[str, Any]:
         command = [sys.executable, __file__, "--raylift-child", out_path, *sys.argv[1:]]
         begun = time.perf_counter()
         proc = subprocess.Popen(
-            command, start_new_session=True, stderr=subprocess.PIPE, text=True, errors="replace"
+            command,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,  # Ray's dying raylets print their state dumps there
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
         )
         tail: list[str] = []
 
@@ -975,7 +998,8 @@ def main() -> None:
             "log_every_steps": 1,
             "resize_check_interval_s": args.resize_check,
             "max_failures": args.max_restarts,
-            "node_loss": "Cluster.remove_node(node, allow_graceful=False) (SIGKILL)",
+            "node_loss": f"Cluster.remove_node(node, allow_graceful={args.graceful})"
+            + ("" if args.graceful else " (SIGKILL)"),
             "step_time": "the driver's arrival time of the step's progress event",
         },
         "torchrun": {

@@ -3,8 +3,9 @@
 The baseline of ``recovery.py``. Run on every "node" (agent) with the same
 rendezvous arguments, e.g. twice on one machine::
 
-    OMP_NUM_THREADS=1 .venv/bin/torchrun --nnodes=1:2 --nproc-per-node=1 --max-restarts=3 \
-        --rdzv-backend=c10d --rdzv-endpoint=127.0.0.1:29531 --rdzv-id=demo \
+    OMP_NUM_THREADS=1 TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 .venv/bin/torchrun --nnodes=1:2 \
+        --nproc-per-node=1 --max-restarts=3 --rdzv-backend=c10d \
+        --rdzv-endpoint=127.0.0.1:29531 --rdzv-id=demo \
         --rdzv-conf=last_call_timeout=1,keep_alive_interval=1,keep_alive_max_attempt=3 \
         --monitor-interval=0.5 benchmarks/torchrun_elastic.py --ckpt-dir /tmp/ckpt
 
@@ -15,7 +16,9 @@ global batch at ``--batch x --max-world`` whatever the world size (fewer ranks
 accumulate more micro-batches, like raylift's ``keep_global``). Every
 ``--checkpoint-every`` steps rank 0 saves model, optimizer, step and samples seen
 atomically (write a temp file, fsync, rename); at start every rank resumes from
-the checkpoint if there is one. Rank 0 prints one JSON line per step:
+the checkpoint if there is one (start the second agent once the first, which
+hosts the rendezvous store, is up; ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` lets a
+node join a running job, see benchmarks/README.md). Rank 0 prints one JSON line per step:
 ``{"t": time.time(), "step", "world", "resumed_from", "restart", "pid"}``.
 """
 

@@ -11,17 +11,12 @@ from raylift.errors import ClusterError
 # default) and each worker's report queue holds one result, so a faster poll keeps
 # frequent reports from blocking training. Env vars both for the local raylet
 # (inherited) and for a remote job (runtime_env).
-#
-# Recovery: a restart waits RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S (60 s by default)
-# for its placement group before trying again; with raylift's fresh resource view
-# (training/recovery.py) a restart is sized to what exists, so 10 s is plenty and
-# a timeout costs 10 s, not 60 (timeouts are retried without counting as
-# failures). Ray's preemption watcher polls for node drains every
-# RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S (5 s by default).
+# Ray's preemption watcher polls for node drains every
+# RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S (5 s by default). (The worker-group start
+# timeout is set per run: see training/trainer.py.)
 WORKER_ENV_DEFAULTS = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "10",
     "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1",
 }
 

@@ -10,11 +10,11 @@ Recovery knobs (Ray 2.60, Train V2). Train copies the ``RAY_TRAIN_*`` variables
 it knows from the driver's ``os.environ`` into the controller and the workers
 when ``fit()`` starts, so setting them here, before the run, is enough:
 
-- ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S`` (default 60): how long a restart
-  waits for its placement group. When the elastic policy sizes a restart from a
-  stale view of the cluster (a node that just died still counted), it waits
-  this long before retrying smaller. A placement group that fits is ready in
-  under a second here, even on a loaded machine.
+- ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S`` (default 60; raylift sets 5 s for
+  elastic runs, see ``training/trainer.py``): how long a restart waits for its
+  placement group. When a restart is sized for a node that just died (the GCS
+  still counts it), it waits this long before retrying smaller. A placement
+  group that fits is ready in under a second here, even on a loaded machine.
 - ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (default 2): the controller's poll
   period; a dead worker is noticed on the next poll, and reports are taken at
   most one per poll.
@@ -41,7 +41,6 @@ from raylift.cluster import NODE_HEALTH_CHECK, WORKER_ENV_DEFAULTS
 
 RECOVERY_ENV = {
     **WORKER_ENV_DEFAULTS,  # what raylift.cluster.connect sets (preemption poll 1 s...)
-    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "5",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
     "OMP_NUM_THREADS": "1",
 }

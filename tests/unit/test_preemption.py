@@ -71,6 +71,9 @@ def test_check_interval_grows_gradually_from_one_step() -> None:
             checked.append(step)
         check.due(step)
     assert checked[:4] == [1, 3, 7, 15]  # doubling while steps are fast
+    resumed = preemption.PreemptionCheck(rank=0, world=1, start_step=500, interval_s=3600)
+    assert resumed.next_check == 501 and resumed.due(501) is None
+    assert resumed.next_check == 503  # counted from the step it resumed at
 
 
 def test_fresh_resource_view_patches_the_elastic_policy() -> None:
@@ -108,3 +111,17 @@ def test_a_resize_request_asks_for_one_checkpoint() -> None:
     preemption.request_resize_checkpoint()  # what the controller runs on each worker
     reasons = [check.due(step) for step in range(2, 40)]
     assert [r for r in reasons if r] == ["resize"]
+
+
+def test_two_restarts_from_the_same_checkpoint_are_two_recoveries() -> None:
+    from raylift.training.trainer import RecoveryTracker
+
+    tracker = RecoveryTracker()
+    assert tracker.observe({"attempt": "a", "restarts": 0, "world_size": 2, "step": 30}) is None
+    # Both later attempts resume from the checkpoint at step 20 (restarts 0 -> 1).
+    resumed = {"restarts": 1, "world_size": 2, "resumed_from_step": 20}
+    first = tracker.observe({**resumed, "attempt": "b", "step": 21})
+    assert tracker.observe({**resumed, "attempt": "b", "step": 25}) is None
+    second = tracker.observe({**resumed, "attempt": "c", "step": 21})
+    assert first is not None and second is not None
+    assert (first["steps_lost"], second["steps_lost"]) == (10, 5)

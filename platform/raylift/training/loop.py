@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,9 @@ class LoopState:
     best: dict[str, Any] | None = None  # {"value", "step"} of the kept best checkpoint
     # Where this attempt's start-up went (seconds), reported with its first step.
     startup: dict[str, float] = field(default_factory=dict)
+    # Tells attempts apart in the reports (two restarts from the same checkpoint
+    # carry the same ``restarts`` count).
+    attempt: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -144,7 +148,7 @@ def _run(
     window_loss, window_loss_n = 0.0, 0
     total = plan.total_steps
     attempt_start, excluded_s = time.perf_counter(), 0.0
-    preemption = PreemptionCheck(rank, setup.plan.world_size)
+    preemption = PreemptionCheck(rank, setup.plan.world_size, start_step=state.step)
     first_step = True  # report the first step of a resumed attempt at once
     first_report = True  # carries the attempt's start-up timings
     while state.step < total:
@@ -267,6 +271,7 @@ def _progress_metrics(
         "restarts": state.restarts,
         "train_time_s": state.train_time_s,
         "accum_steps": setup.plan.accum_steps,
+        "attempt": state.attempt,
     }
     if state.resumed_from_step is not None:
         metrics["resumed_from_step"] = state.resumed_from_step

@@ -122,12 +122,14 @@ class PreemptionCheck:
     after a warning reached any rank, else None.
     """
 
-    def __init__(self, rank: int, world: int, interval_s: float = CHECK_INTERVAL_S) -> None:
+    def __init__(
+        self, rank: int, world: int, start_step: int = 0, interval_s: float = CHECK_INTERVAL_S
+    ) -> None:
         self.rank, self.world = rank, world
         self.interval_s = interval_s
-        self.next_check = 1
+        self.next_check = start_step + 1  # then 2, 4, 8... steps apart, up to interval_s
         self._last_check_time = time.perf_counter()
-        self._last_check_step = 0
+        self._last_check_step = start_step
         self._notice_handled = False
         self._sigterm_handled = False
 

@@ -7,7 +7,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,16 @@ from raylift.specs import JobSpec
 from raylift.training.runs import RunRecord, now
 
 EventHandler = Callable[[dict[str, Any]], None]
+
+# A (re)start waits this long for its placement group before Train tries again,
+# re-sized (Ray: 60 s). An elastic restart is sized from a fresh view of the
+# cluster (recovery.py) and a placement group that fits is ready in well under
+# a second, so a long wait only happens when a node died so recently that the
+# GCS still counts it: 5 s bounds that cost. Timeouts are retried without
+# counting as failures. Fixed-size runs keep Ray's default (they may be waiting
+# for an autoscaler to add nodes).
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+ELASTIC_START_TIMEOUT_S = "5"
 
 
 def metric_and_mode(spec: JobSpec, task: str) -> tuple[str, str]:
@@ -197,7 +207,8 @@ def run_training(
     pump.start()
     trainer = build_trainer(spec, resolved, ray.put(data), callbacks=[ProgressCallback(queue)])
     try:
-        result = trainer.fit()
+        with _start_timeout(spec):
+            result = trainer.fit()
     except KeyboardInterrupt:
         record.status, record.finished = "stopped", now()
         record.save(spec.run_dir)
@@ -235,6 +246,23 @@ def run_training(
     )
 
 
+@contextlib.contextmanager
+def _start_timeout(spec: JobSpec) -> Iterator[None]:
+    """Elastic runs: a short worker-group start timeout, unless the user set one.
+
+    Train copies ``RAY_TRAIN_*`` variables from this process when ``fit()`` starts.
+    """
+    elastic = spec.scaling.min_workers < spec.scaling.max_workers
+    if not elastic or START_TIMEOUT_ENV in os.environ:
+        yield
+        return
+    os.environ[START_TIMEOUT_ENV] = ELASTIC_START_TIMEOUT_S
+    try:
+        yield
+    finally:
+        os.environ.pop(START_TIMEOUT_ENV, None)
+
+
 def _best_checkpoint(
     result: Any, run_dir: str, metric: str, mode: str
 ) -> tuple[Any, dict[str, Any]] | None:
@@ -262,11 +290,16 @@ class RecoveryTracker:
         self.last_step = last_step
         self.last_world: int | None = None
         self.restarts = 0
+        self.attempt: str | None = None
         self.notice: str | None = None  # an early checkpoint since the last recovery
 
     def observe(self, event: dict[str, Any]) -> dict[str, Any] | None:
         recovery = None
-        if event.get("restarts", 0) > self.restarts and "resumed_from_step" in event:
+        attempt = event.get("attempt")
+        new_attempt = (
+            attempt != self.attempt if attempt else event.get("restarts", 0) > self.restarts
+        )
+        if new_attempt and "resumed_from_step" in event:
             resumed = int(event["resumed_from_step"])
             before = self.last_world or int(event.get("world_size_before") or 0)
             recovery = {
@@ -280,6 +313,7 @@ class RecoveryTracker:
             }
             self.restarts = int(event["restarts"])
             self.notice = None
+        self.attempt = attempt or self.attempt
         if event.get("checkpoint_reason"):
             self.notice = str(event["checkpoint_reason"])
         self.last_step = int(event.get("step", self.last_step))

@@ -96,10 +96,14 @@ def _resume_state(
         found = resume.load_newest_complete(run_dir)
         if found is not None:
             state, name, incomplete = found
+            # Only folders newer than Ray's latest are unknown to Ray; deleting or
+            # pruning one Ray registered would break its own pruning and snapshot.
+            newest_registered = resume.step_of(registered) if registered else -1
             for folder in incomplete:
-                resume.remove_checkpoint(run_dir, folder)
+                if resume.step_of(folder) > newest_registered:
+                    resume.remove_checkpoint(run_dir, folder)
             loop.orphans = [o for o in state.get("orphans", []) if o != name]
-            if name != registered:
+            if resume.step_of(name) > newest_registered:
                 loop.orphans.append(name)
     name = resume.agree_on(name)
     if name is None:

@@ -25,6 +25,12 @@ def checkpoint_dir_name(step: int) -> str:
     return f"checkpoint_{step:08d}"
 
 
+def step_of(name: str) -> int:
+    """The step in a checkpoint folder name (-1 if it is not one)."""
+    match = CHECKPOINT_DIR.match(name)
+    return int(match.group(1)) if match else -1
+
+
 def checkpoint_steps(run_dir: str) -> list[tuple[int, str]]:
     """(step, folder) of every checkpoint folder in the run, newest first."""
     found = []

@@ -73,8 +73,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     fault_at = int(config.get("fault_at_step", -1))
     if rank == 0:
         setup.telemetry = TrainTelemetry(setup.spec["name"])
-        if restored is not None:
-            setup.telemetry.restarted()
     _run(setup, state, rank, world, resumed=restored is not None, fault_at=fault_at)
 
 

@@ -38,12 +38,13 @@ class TrainTelemetry:
             }.items()
         }
 
-    def restarted(self) -> None:
-        """Rank 0 of an attempt that resumed."""
-        self.restarts.inc(1.0, tags=self.tags)
-
     def recovered(self, recovery: dict[str, Any]) -> None:
-        """The driver saw a recovery; count the steps it lost."""
+        """The driver saw a recovery: count it and the steps it lost.
+
+        Counted in the driver, which outlives the workers: a worker that exits
+        soon after incrementing a counter may never have it exported.
+        """
+        self.restarts.inc(1.0, tags=self.tags)
         if recovery["steps_lost"] > 0:  # Ray's Counter.inc refuses 0
             self.steps_lost.inc(float(recovery["steps_lost"]), tags=self.tags)
 

@@ -129,6 +129,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-write", action="store_true", help="print the table; leave results/ alone"
     )
+    parser.add_argument("--json-out", help="also write the whole JSON payload to this file")
     parser.add_argument(
         "--graceful",
         action="store_true",
@@ -316,12 +317,14 @@ def run_scenario(
             "first_step_at": round(resumed["t"], 3),
             "killed_at_step": last["step"],
             "resume_s": round(resumed["t"] - lost_at, 2),
+            "resume_reported_s": round(resumed.get("reported", resumed["t"]) - lost_at, 2),
             "resumed_from_step": resumed.get("resumed_from"),
             # >= 0: a checkpoint can land after the last step the driver saw
             "steps_lost": None
             if resumed.get("resumed_from") is None
             else max(0, last["step"] - int(resumed["resumed_from"])),
             "world_after": resumed["world"],
+            "worker_startup": resumed.get("startup") or None,
             "step_s": step_period(steps.events[start:before], MAX_WORKERS),
             **info,
         }
@@ -349,11 +352,13 @@ def run_scenario(
             "at": round(added_at, 3),
             "first_step_at": round(grown["t"], 3),
             "grow_s": round(grown["t"] - added_at, 2),
+            "grow_reported_s": round(grown.get("reported", grown["t"]) - added_at, 2),
             "resumed_from_step": grown.get("resumed_from"),
             "steps_lost": None
             if grown.get("resumed_from") is None
             else max(0, previous["step"] - int(grown["resumed_from"])),
             "steps_while_growing": previous["step"] - last.get("step", previous["step"]),
+            "worker_startup": grown.get("startup") or None,
             **info,
         }
         log(
@@ -495,13 +500,19 @@ def raylift_child(args: argparse.Namespace) -> None:
             attempt["last"] = (key, step, clock)
             steps.add(
                 {
-                    "t": time.time(),
+                    # When rank 0 finished the step (its clock; the same machine's), as
+                    # torchrun's side is timed; "reported" is when the driver heard of it.
+                    "t": float(event.get("step_end_time") or time.time()),
+                    "reported": time.time(),
                     "step": step,
                     "world": int(event["world_size"]),
                     "attempt": attempt["n"],
                     "restarts": event.get("restarts"),
                     "resumed_from": event.get("resumed_from_step"),
                     "recovery": event.get("recovery"),
+                    "startup": {
+                        k: round(float(v), 2) for k, v in event.items() if k.startswith("startup_")
+                    },
                 }
             )
 
@@ -1000,7 +1011,8 @@ def main() -> None:
             "max_failures": args.max_restarts,
             "node_loss": f"Cluster.remove_node(node, allow_graceful={args.graceful})"
             + ("" if args.graceful else " (SIGKILL)"),
-            "step_time": "the driver's arrival time of the step's progress event",
+            "step_time": "rank 0's time.time() after the step (step_end_time in its "
+            "progress report); *_reported_s: when the driver received that report",
         },
         "torchrun": {
             "command": f"torchrun --nnodes=1:{MAX_WORKERS} --nproc-per-node=1 "
@@ -1036,6 +1048,9 @@ def main() -> None:
         "failed_runs": failed,
     }
     markdown = render(summary, config, machine, notes)
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2)
     if not args.no_write:
         json_path, md_path = write_results(NAME, payload, markdown)
         log(f"wrote {json_path} and {md_path}")

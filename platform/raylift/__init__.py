@@ -10,29 +10,37 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from raylift.errors import (
+    AuthError,
     CheckpointError,
     ClusterError,
     DataError,
     ExportError,
+    JobError,
+    JobStopped,
     RayliftError,
     RegistryError,
     SpecError,
     StorageError,
     TrainingError,
+    UnknownJobError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthError",
     "CheckpointError",
     "ClusterError",
     "DataError",
     "ExportError",
+    "JobError",
+    "JobStopped",
     "RayliftError",
     "RegistryError",
     "SpecError",
     "StorageError",
     "TrainingError",
+    "UnknownJobError",
     "connect",
     "load_export",
     "load_spec",

@@ -1,7 +1,12 @@
 """One error hierarchy for raylift.
 
 Every error a user can cause derives from :class:`RayliftError`; the CLI turns
-it into one line on stderr and a non-zero exit code (2 for bad input).
+it into one line on stderr and a non-zero exit code that scripts can rely on:
+
+* 1: something failed (a run, a job, an unexpected error);
+* 2: bad input (a spec, an option, an unknown job id); nothing was started;
+* 3: a job or run was stopped before it finished;
+* 4: the cluster could not be reached or refused the credentials.
 """
 
 from __future__ import annotations
@@ -71,6 +76,28 @@ class StorageError(RayliftError):
 
 class ClusterError(RayliftError):
     """Ray could not be started or reached."""
+
+    exit_code = 4
+
+
+class AuthError(ClusterError):
+    """No Ray auth token was found, or the cluster refused it."""
+
+
+class JobError(RayliftError):
+    """A Ray job failed, or the Jobs API refused a request."""
+
+
+class UnknownJobError(JobError):
+    """No job with that id on the cluster."""
+
+    exit_code = 2
+
+
+class JobStopped(JobError):
+    """A job or run was stopped before it finished."""
+
+    exit_code = 3
 
 
 class CheckpointError(RayliftError):

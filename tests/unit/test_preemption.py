@@ -125,3 +125,40 @@ def test_two_restarts_from_the_same_checkpoint_are_two_recoveries() -> None:
     second = tracker.observe({**resumed, "attempt": "c", "step": 21})
     assert first is not None and second is not None
     assert (first["steps_lost"], second["steps_lost"]) == (10, 5)
+
+
+def test_sigterm_to_the_driver_becomes_one_stop_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    from raylift.training import stop
+
+    published: list[str] = []
+    monkeypatch.setattr(stop, "request_stop", published.append)
+    monkeypatch.setattr(stop, "clear_stop", lambda key: None)
+    before = signal.getsignal(signal.SIGTERM)
+    stopper = stop.StopOnSigterm(stop.new_key("digits"))
+    with stopper.installed():
+        assert not stopper.requested
+        _deliver()
+        deadline = time.monotonic() + 5
+        while not published and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stopper.requested and published == [stopper.key]
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+
+    monkeypatch.setattr(stop, "stop_requested", lambda key: key in published)
+    check = preemption.PreemptionCheck(rank=0, world=1, stop_key=stopper.key)
+    assert check.due(1) == "stop"
+    other = preemption.PreemptionCheck(rank=0, world=1, stop_key=stop.new_key("digits"))
+    assert other.due(1) is None  # another run's key: not stopped
+
+
+def test_the_raylet_probe_tells_a_listening_port_from_a_closed_one() -> None:
+    import socket
+
+    from raylift.training import recovery
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = server.getsockname()
+        assert recovery._accepts_connection(address)
+    assert not recovery._accepts_connection(address)  # closed now: refused at once

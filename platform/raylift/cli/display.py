@@ -92,6 +92,7 @@ class TrainDisplay:
 
 
 NOTICES = {
+    "stop": "the run was asked to stop (SIGTERM to the driver, raylift jobs stop); it ends here",
     "sigterm": "a worker got SIGTERM; it exits after this checkpoint",
     "preemption": "a node is being preempted (drained)",
     "resize": "more workers fit now; the group restarts bigger from this checkpoint",

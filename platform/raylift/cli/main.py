@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
+from raylift.auth import use_token_mode
+from raylift.cli.cluster import cluster
 from raylift.cli.common import State
+from raylift.cli.jobs import jobs, submit
 from raylift.cli.runs import runs
 from raylift.cli.train import train, validate
 
@@ -17,11 +22,19 @@ def cli(debug: bool, verbose: bool) -> None:
     """Train, tune and serve PyTorch models on a Ray cluster."""
     State.debug = debug
     State.verbose = verbose
+    # Ray reads RAY_AUTH_MODE once, when first imported: token auth unless the
+    # user said otherwise. Ray's own INFO chatter (packaging, uploads) only with -v.
+    use_token_mode()
+    if verbose:
+        logging.getLogger("raylift").setLevel(logging.DEBUG)
 
 
 cli.add_command(train)
 cli.add_command(validate)
 cli.add_command(runs)
+cli.add_command(cluster)
+cli.add_command(submit)
+cli.add_command(jobs)
 
 
 def main() -> None:

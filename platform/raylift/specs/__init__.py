@@ -13,7 +13,14 @@ from raylift.specs.job import JobSpec
 from raylift.specs.loader import load_model_file, validate
 from raylift.specs.overrides import apply_overrides
 
-__all__ = ["JobSpec", "check_runnable", "dump_spec", "load_spec", "spec_from_dict"]
+__all__ = [
+    "JobSpec",
+    "check_data_files",
+    "check_runnable",
+    "dump_spec",
+    "load_spec",
+    "spec_from_dict",
+]
 
 
 def load_spec(path: str | os.PathLike[str], overrides: list[str] | None = None) -> JobSpec:
@@ -52,7 +59,7 @@ def check_runnable(spec: JobSpec, *, file: str | None = None) -> None:
                 file=file,
                 key="storage.path",
             )
-    _check_data_files(spec, file)
+    check_data_files(spec, file=file)
     init_from = spec.init_from_path
     if init_from is not None and "://" not in init_from:
         from raylift.training.export import MANIFEST_NAME
@@ -79,7 +86,8 @@ def _writable_dir(path: str) -> bool:
     return True
 
 
-def _check_data_files(spec: JobSpec, file: str | None) -> None:
+def check_data_files(spec: JobSpec, *, file: str | None = None) -> None:
+    """The data files the spec names exist (cheap; nothing is read)."""
     from raylift.data import DATASETS
     from raylift.errors import DataError
 

@@ -73,7 +73,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     fault_at = int(config.get("fault_at_step", -1))
     if rank == 0:
         setup.telemetry = TrainTelemetry(setup.spec["name"])
-    _run(setup, state, rank, world, resumed=restored is not None, fault_at=fault_at)
+    _run(
+        setup,
+        state,
+        rank,
+        world,
+        resumed=restored is not None,
+        fault_at=fault_at,
+        stop_key=config.get("stop_key"),
+    )
 
 
 def _resume_state(
@@ -139,7 +147,14 @@ def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> 
 
 
 def _run(
-    setup: WorkerSetup, state: LoopState, rank: int, world: int, *, resumed: bool, fault_at: int
+    setup: WorkerSetup,
+    state: LoopState,
+    rank: int,
+    world: int,
+    *,
+    resumed: bool,
+    fault_at: int,
+    stop_key: str | None = None,
 ) -> None:
     import ray.train
 
@@ -150,7 +165,9 @@ def _run(
     window_loss, window_loss_n = 0.0, 0
     total = plan.total_steps
     attempt_start, excluded_s = time.perf_counter(), 0.0
-    preemption = PreemptionCheck(rank, setup.plan.world_size, start_step=state.step)
+    preemption = PreemptionCheck(
+        rank, setup.plan.world_size, start_step=state.step, stop_key=stop_key
+    )
     first_step = True  # report the first step of a resumed attempt at once
     first_report = True  # carries the attempt's start-up timings
     while state.step < total:
@@ -192,6 +209,8 @@ def _run(
                 excluded_s += time.perf_counter() - now
                 if early == "sigterm" and sigterm_received():
                     _exit_after_sigterm(state.step)
+                if early == "stop":
+                    return
             else:
                 ray.train.report(metrics)
             window_start, window_samples = time.perf_counter(), 0
@@ -274,6 +293,7 @@ def _progress_metrics(
         "train_time_s": state.train_time_s,
         "accum_steps": setup.plan.accum_steps,
         "attempt": state.attempt,
+        "step_end_time": time.time(),  # wall clock: lets monitors and benchmarks time steps
     }
     if state.resumed_from_step is not None:
         metrics["resumed_from_step"] = state.resumed_from_step

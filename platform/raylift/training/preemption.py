@@ -16,7 +16,10 @@ Two warnings reach a training worker before it is taken away:
   restarts the group from that checkpoint, against
   ``FailureConfig.max_preemption_failures``.
 
-A third request comes from the controller: before growing the group (a node
+A graceful stop comes from the driver (``stop.py``): rank 0 finds the request
+in Ray's key-value store at a check; the workers checkpoint and end the run.
+
+A fourth request comes from the controller: before growing the group (a node
 came back), ``recovery.py`` asks the workers to checkpoint, so the restart at
 the bigger size loses nothing.
 
@@ -118,14 +121,20 @@ class PreemptionCheck:
     """Per rank: decides, in agreement with every rank, when to checkpoint early.
 
     ``due(step)`` is called after every optimizer step on every rank; it returns
-    the reason ("sigterm", "resize" or "preemption") once, at the first check
-    after a warning reached any rank, else None.
+    the reason ("stop", "sigterm", "resize" or "preemption") once, at the first
+    check after a request reached any rank, else None.
     """
 
     def __init__(
-        self, rank: int, world: int, start_step: int = 0, interval_s: float = CHECK_INTERVAL_S
+        self,
+        rank: int,
+        world: int,
+        start_step: int = 0,
+        interval_s: float = CHECK_INTERVAL_S,
+        stop_key: str | None = None,
     ) -> None:
         self.rank, self.world = rank, world
+        self.stop_key = stop_key
         self.interval_s = interval_s
         self.next_check = start_step + 1  # then 2, 4, 8... steps apart, up to interval_s
         self._last_check_time = time.perf_counter()
@@ -137,8 +146,13 @@ class PreemptionCheck:
         if step < self.next_check:
             return None
         local_sigterm = sigterm_received() and not self._sigterm_handled
-        sigterm, resize, interval = self._agree(step, local_sigterm, _resize.is_set())
+        local_stop = self.rank == 0 and self._stop_requested()
+        stop, sigterm, resize, interval = self._agree(
+            step, local_stop, local_sigterm, _resize.is_set()
+        )
         self.next_check = step + interval
+        if stop:
+            return "stop"
         if sigterm:
             self._sigterm_handled = True
             return "sigterm"
@@ -150,8 +164,10 @@ class PreemptionCheck:
             return "preemption"
         return None
 
-    def _agree(self, step: int, local_sigterm: bool, local_resize: bool) -> tuple[bool, bool, int]:
-        """All-reduce (any SIGTERM, any resize request, rank 0's next interval in steps)."""
+    def _agree(
+        self, step: int, local_stop: bool, local_sigterm: bool, local_resize: bool
+    ) -> tuple[bool, bool, bool, int]:
+        """All-reduce (any stop, SIGTERM or resize request; rank 0's next interval in steps)."""
         now = time.perf_counter()
         steps = max(step - self._last_check_step, 1)
         per_step = (now - self._last_check_time) / steps
@@ -160,15 +176,30 @@ class PreemptionCheck:
         # (reports and checkpoints slow some steps down).
         interval = max(1, min(2 * steps, round(self.interval_s / max(per_step, 1e-6)), 1000))
         if self.world == 1:
-            return local_sigterm, local_resize, interval
+            return local_stop, local_sigterm, local_resize, interval
         import torch
         import torch.distributed as dist
 
         flags = torch.tensor(
-            [int(local_sigterm), int(local_resize), interval if self.rank == 0 else 0]
+            [
+                int(local_stop),
+                int(local_sigterm),
+                int(local_resize),
+                interval if self.rank == 0 else 0,
+            ]
         )
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        return bool(flags[0]), bool(flags[1]), int(flags[2])
+        return bool(flags[0]), bool(flags[1]), bool(flags[2]), int(flags[3])
+
+    def _stop_requested(self) -> bool:
+        if not self.stop_key:
+            return False
+        from raylift.training.stop import stop_requested
+
+        try:
+            return stop_requested(self.stop_key)
+        except Exception:  # outside Ray (unit tests) or the GCS is briefly away
+            return False
 
     @staticmethod
     def _preemption_notice() -> bool:

@@ -22,6 +22,13 @@ each worker actor's ``execute``; see ``preemption.py``) and holds the decision
 until that checkpoint is reported (at most ``GROW_CHECKPOINT_WAIT_S``), so a
 grow loses no steps.
 
+A node that dies without warning (SIGKILL, power loss) stays alive in the
+GCS until it misses ``health_check_failure_threshold`` health checks, seconds
+after its workers' deaths have failed the group. A restart sized in that window
+asks for the dead node's slots and waits out the start timeout. So when it
+sizes a restart the patched policy also leaves out nodes whose raylet no
+longer accepts a TCP connection (``unreachable_nodes``).
+
 This patches private Ray internals, so it is tied to the pinned Ray (2.60.0):
 ``install`` checks for the attributes it needs and leaves Ray's own behaviour
 in place, with a warning, when they are missing.
@@ -30,6 +37,8 @@ in place, with a warning, when they are missing.
 from __future__ import annotations
 
 import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ray.train.v2._internal.execution.callback import ControllerCallback, ReportCallback
@@ -38,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 _MARK = "_raylift_fresh_view"
 GROW_CHECKPOINT_WAIT_S = 30.0
+# A raylet that does not accept a connection within this long is taken for dead
+# when a restart is sized (the GCS will say so a few seconds later anyway).
+RAYLET_PROBE_TIMEOUT_S = 0.5
 # When the controller last registered a checkpoint taken for a resize (all ranks
 # reported it; reports lag training, so an older periodic one may come later).
 _resize_checkpoint_registered_at = float("-inf")
@@ -84,7 +96,11 @@ def install() -> bool:
             # The group just stopped: an answer cached while it ran is stale.
             self._raylift_was_running = False
             self._latest_reserved_resources_query_time = float("-inf")
-        return non_running(self)
+        self._raylift_sizing_restart = True
+        try:
+            return non_running(self)
+        finally:
+            self._raylift_sizing_restart = False
 
     def make_decision_for_running_worker_group(
         self: Any, worker_group_state: Any, worker_group_status: Any
@@ -116,6 +132,8 @@ def install() -> bool:
                 timeout=elastic.AUTOSCALING_REQUESTS_GET_TIMEOUT_S,
             )
             reserved = without_draining_nodes(reserved)
+            if getattr(self, "_raylift_sizing_restart", False):
+                reserved = without_unreachable_nodes(reserved)
         except Exception:
             logger.warning("raylift: could not get the reserved resources", exc_info=True)
         finally:
@@ -171,3 +189,43 @@ def without_draining_nodes(reserved: dict[str, Any] | None) -> dict[str, Any] | 
     except Exception:
         return reserved
     return {node: resources for node, resources in reserved.items() if node not in draining}
+
+
+def without_unreachable_nodes(reserved: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The reserved resources less those on nodes whose raylet refuses a connection."""
+    if not reserved:
+        return reserved
+    try:
+        dead = unreachable_nodes(set(reserved))
+    except Exception:
+        logger.debug("raylift: could not probe the nodes", exc_info=True)
+        return reserved
+    if dead:
+        logger.info("raylift: leaving out unreachable node(s) %s", ", ".join(sorted(dead)))
+    return {node: resources for node, resources in reserved.items() if node not in dead}
+
+
+def unreachable_nodes(node_ids: set[str]) -> set[str]:
+    """Those of ``node_ids`` the GCS calls alive whose raylet port does not answer."""
+    import ray
+
+    addresses = {
+        node["NodeID"]: (node["NodeManagerAddress"], int(node["NodeManagerPort"]))
+        for node in ray.nodes()
+        if node.get("Alive") and node.get("NodeID") in node_ids
+    }
+    if not addresses:
+        return set()
+    with ThreadPoolExecutor(max_workers=min(16, len(addresses))) as pool:
+        answers = dict(
+            zip(addresses, pool.map(_accepts_connection, addresses.values()), strict=True)
+        )
+    return {node for node, alive in answers.items() if not alive}
+
+
+def _accepts_connection(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=RAYLET_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raylift import storage
-from raylift.errors import SpecError, StorageError, TrainingError
+from raylift.errors import JobStopped, SpecError, StorageError, TrainingError
 from raylift.specs import JobSpec
 from raylift.training.runs import RunRecord, now
 
@@ -74,8 +74,9 @@ def build_trainer(
     data_ref: Any,
     *,
     callbacks: list[Any] | None = None,
+    stop_key: str | None = None,
 ) -> Any:
-    """The TorchTrainer for ``spec`` (Train V2)."""
+    """The TorchTrainer for ``spec`` (Train V2); ``stop_key``: see ``stop.py``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -97,6 +98,7 @@ def build_trainer(
             "spec": resolved,
             "data_ref": data_ref,
             "fault_at_step": int(os.environ.get(FAULT_ENV, -1)),
+            "stop_key": stop_key,
         },
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
@@ -177,6 +179,7 @@ def run_training(
 
     from raylift.training.progress import ProgressCallback
     from raylift.training.setup import load_data
+    from raylift.training.stop import StopOnSigterm, new_key
 
     resolved = resolve_spec(spec)
     data = load_data(resolved)  # bad data or metric fails here, before the run folder is touched
@@ -205,9 +208,12 @@ def run_training(
         target=_pump, args=(queue, stop, on_event, record, spec.run_dir), daemon=True
     )
     pump.start()
-    trainer = build_trainer(spec, resolved, ray.put(data), callbacks=[ProgressCallback(queue)])
+    stopper = StopOnSigterm(new_key(spec.name))
+    trainer = build_trainer(
+        spec, resolved, ray.put(data), callbacks=[ProgressCallback(queue)], stop_key=stopper.key
+    )
     try:
-        with _start_timeout(spec):
+        with _start_timeout(spec), stopper.installed():
             result = trainer.fit()
     except KeyboardInterrupt:
         record.status, record.finished = "stopped", now()
@@ -221,6 +227,15 @@ def run_training(
         stop.set()
         pump.join(timeout=5)
         _shutdown_queue(queue)
+    if stopper.requested:
+        record.status, record.finished = "stopped", now()
+        record.metrics = _clean(result.metrics or {})
+        record.save(spec.run_dir)
+        step = (result.metrics or {}).get("step")
+        raise JobStopped(
+            f"run {spec.name!r} stopped at step {step} after a checkpoint; "
+            "continue it with `raylift train FILE --resume`"
+        )
 
     best = _best_checkpoint(result, spec.run_dir, metric, mode)
     if best is None:

@@ -1,0 +1,252 @@
+"""A real dev cluster (`ray start` head + worker node, token auth) and the Jobs CLI against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raylift import devcluster
+from raylift.training.export import load_export
+
+ROOT = Path(__file__).resolve().parents[2]
+RAYLIFT = str(Path(sys.executable).parent / "raylift")
+
+pytestmark = pytest.mark.slow
+
+
+class Dev:
+    """The module's cluster and the environment its clients use."""
+
+    def __init__(self, cluster: devcluster.DevCluster, env: dict[str, str], storage: Path) -> None:
+        self.cluster, self.env, self.storage = cluster, env, storage
+
+    @property
+    def url(self) -> str:
+        return self.cluster.dashboard_url
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = ROOT
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RAYLIFT, *args],
+            cwd=cwd,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def job_count(self) -> int:
+        listed = self.cli("jobs", "list", "--address", self.url)
+        assert listed.returncode == 0, listed.stderr
+        return listed.stdout.count("raylift-")
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    base = tmp_path_factory.mktemp("devcluster")
+    storage = base / "storage"
+    env = {
+        "RAYLIFT_HOME": str(base / "home"),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(base / "auth_token"),
+        "RAYLIFT_STORAGE_PATH": str(storage),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        patch.delenv("RAY_AUTH_TOKEN", raising=False)
+        cluster = devcluster.up(
+            "jobs-test",
+            workers=1,
+            cpus_per_worker=2,
+            port=0,
+            dashboard_port=0,
+            storage=str(storage),
+        )
+        try:
+            yield Dev(cluster, {**os.environ}, storage)
+        finally:
+            devcluster.down("jobs-test", quiet=True)
+
+
+def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (killed processes whose parent has not reaped them)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_token_file_is_private_and_nodes_joined(dev: Dev) -> None:
+    token = Path(dev.env["RAY_AUTH_TOKEN_PATH"])
+    assert token.stat().st_mode & 0o777 == 0o600
+    nodes = devcluster.nodes(dev.cluster)
+    assert sorted(n["is_head"] for n in nodes if n["state"] == "ALIVE") == [False, True]
+    worker = next(n for n in nodes if not n["is_head"])
+    assert worker["resources"]["CPU"] == 2
+    shown = dev.cli("cluster", "status", "--name", "jobs-test")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("ALIVE") == 2 and "CPU=2" in shown.stdout
+
+
+def test_submit_digits_follow_succeeds_and_exports_to_cluster_storage(dev: Dev) -> None:
+    done = dev.cli(
+        "submit",
+        "jobs/digits-mlp.yaml",
+        "--address",
+        dev.url,
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "train.log_every_steps=10",
+        "--follow",
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    job_id = done.stdout.splitlines()[0].strip()
+    assert job_id.startswith("raylift-digits-mlp-")
+    assert "exported model:" in done.stdout  # the driver's output, streamed
+    assert "SUCCEEDED" in done.stderr
+
+    status = dev.cli("jobs", "status", job_id, "--address", dev.url)
+    assert status.returncode == 0 and "SUCCEEDED" in status.stdout
+    exported = load_export(str(dev.storage / "digits-mlp" / "model"))
+    assert exported.metrics["val_accuracy"] >= 0.8
+    logs = dev.cli("jobs", "logs", job_id, "--address", dev.url)
+    assert logs.returncode == 0 and "best val_accuracy" in logs.stdout
+    waited = dev.cli("jobs", "wait", job_id, "--address", dev.url)
+    assert waited.returncode == 0
+
+
+def test_stop_checkpoints_then_the_job_is_stopped(dev: Dev) -> None:
+    submitted = dev.cli(
+        "submit",
+        "jobs/digits-mlp.yaml",
+        "--address",
+        dev.url,
+        "--set",
+        "name=digits-stop",
+        "--set",
+        "train.epochs=300",
+        "--set",
+        "train.log_every_steps=5",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    record_path = dev.storage / "digits-stop" / "raylift-run.json"
+
+    def training() -> bool:
+        if not record_path.exists():
+            return False
+        return json.loads(record_path.read_text()).get("metrics", {}).get("step", 0) >= 20
+
+    _wait_for(training, 180, "the submitted run to train 20 steps")
+    stopped = dev.cli("jobs", "stop", job_id, "--address", dev.url)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "STOPPED" in stopped.stdout and "stopped at step" in stopped.stdout
+
+    waited = dev.cli("jobs", "wait", job_id, "--address", dev.url)
+    assert waited.returncode == 3  # scripts can tell a stopped job from a failed one
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "stopped"
+    step = record["metrics"]["step"]
+    checkpoints = sorted((dev.storage / "digits-stop").glob("checkpoint_*"))
+    assert any(f"{step:08d}" in c.name or c.name.endswith(str(step)) for c in checkpoints), (
+        step,
+        [c.name for c in checkpoints],
+    )
+    assert record["metrics"].get("checkpoint_reason") == "stop"
+
+
+def test_a_wrong_or_missing_token_is_refused_in_one_line(dev: Dev) -> None:
+    wrong = dev.cli("jobs", "list", "--address", dev.url, env={"RAY_AUTH_TOKEN": "not-the-token"})
+    assert wrong.returncode == 4
+    assert "refused" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+    missing = dev.cli(
+        "jobs",
+        "list",
+        "--address",
+        dev.url,
+        env={"RAY_AUTH_TOKEN_PATH": str(ROOT / "no-such-token")},
+    )
+    assert missing.returncode == 4 and "no-such-token" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_bad_input_fails_fast_and_sends_nothing(dev: Dev, tmp_path: Path) -> None:
+    before = dev.job_count()
+    closed = devcluster.free_port()
+    began = time.monotonic()
+    unreachable = dev.cli("jobs", "list", "--address", f"http://127.0.0.1:{closed}")
+    assert unreachable.returncode == 4 and "cannot reach" in unreachable.stderr
+    assert time.monotonic() - began < 15
+
+    unknown = dev.cli("jobs", "status", "raylift-no-such-job", "--address", dev.url)
+    assert unknown.returncode == 2 and "raylift-no-such-job" in unknown.stderr
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "jobs" / "digits-mlp.yaml").read_text().replace("lr: 0.003", "lr: -1"))
+    invalid = dev.cli("submit", str(bad), "--address", dev.url, cwd=tmp_path)
+    assert invalid.returncode == 2 and "train.lr" in invalid.stderr
+
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "job.yaml").write_text((ROOT / "jobs" / "digits-mlp.yaml").read_text())
+    (big / "weights.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    too_big = dev.cli(
+        "submit",
+        "job.yaml",
+        "--address",
+        dev.url,
+        cwd=big,
+        env={"RAYLIFT_MAX_WORKING_DIR_MIB": "1"},
+    )
+    assert too_big.returncode == 2 and "weights.bin" in too_big.stderr
+    assert "Traceback" not in too_big.stderr
+    assert dev.job_count() == before
+
+
+def test_cluster_up_and_down_leave_no_stray_processes(dev: Dev) -> None:
+    up = dev.cli(
+        "cluster", "up", "--name", "updown", "--workers", "1", "--port", "0",
+        "--dashboard-port", "0",
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr[-2000:]
+    cluster = devcluster.load("updown")
+    assert cluster is not None
+    started = {p.pid for p in devcluster.cluster_processes(cluster)}
+    assert len(started) >= 6  # two raylets, GCS, dashboard, agents...
+
+    status = dev.cli("cluster", "status", "--name", "updown")
+    assert status.returncode == 0 and status.stdout.count("ALIVE") == 2
+
+    leaders = [node.pid for node in dev.cluster.nodes]
+    down = dev.cli("cluster", "down", "--name", "updown")
+    assert down.returncode == 0, down.stderr
+    assert devcluster.cluster_processes(cluster) == []
+    assert not [pid for pid in started if _running(pid)]
+    # Nothing else was touched: the module's cluster still runs.
+    assert all(_running(pid) for pid in leaders)
+    assert devcluster.nodes(dev.cluster)
+    assert not Path(cluster.temp_dir).exists()

@@ -117,7 +117,7 @@ def test_submit_digits_follow_succeeds_and_exports_to_cluster_storage(dev: Dev) 
         "--address",
         dev.url,
         "--set",
-        "train.epochs=4",
+        "train.epochs=2",
         "--set",
         "train.log_every_steps=10",
         "--follow",
@@ -131,7 +131,7 @@ def test_submit_digits_follow_succeeds_and_exports_to_cluster_storage(dev: Dev) 
     status = dev.cli("jobs", "status", job_id, "--address", dev.url)
     assert status.returncode == 0 and "SUCCEEDED" in status.stdout
     exported = load_export(str(dev.storage / "digits-mlp" / "model"))
-    assert exported.metrics["val_accuracy"] >= 0.8
+    assert exported.metrics["val_accuracy"] >= 0.7  # 2 epochs (the full job reaches 0.98)
     logs = dev.cli("jobs", "logs", job_id, "--address", dev.url)
     assert logs.returncode == 0 and "best val_accuracy" in logs.stdout
     waited = dev.cli("jobs", "wait", job_id, "--address", dev.url)
@@ -158,9 +158,9 @@ def test_stop_checkpoints_then_the_job_is_stopped(dev: Dev) -> None:
     def training() -> bool:
         if not record_path.exists():
             return False
-        return json.loads(record_path.read_text()).get("metrics", {}).get("step", 0) >= 20
+        return json.loads(record_path.read_text()).get("metrics", {}).get("step", 0) >= 5
 
-    _wait_for(training, 180, "the submitted run to train 20 steps")
+    _wait_for(training, 180, "the submitted run to train")
     stopped = dev.cli("jobs", "stop", job_id, "--address", dev.url)
     assert stopped.returncode == 0, stopped.stderr
     assert "STOPPED" in stopped.stdout and "stopped at step" in stopped.stdout

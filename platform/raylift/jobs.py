@@ -57,8 +57,9 @@ class Submission:
 
 
 def dashboard_address(address: str | None) -> str:
-    """``--address``, else ``$RAY_ADDRESS``, else a dev cluster this machine runs."""
-    chosen = address or os.environ.get("RAY_ADDRESS")
+    """``--address``, else ``$RAY_API_SERVER_ADDRESS`` then ``$RAY_ADDRESS`` (as Ray's job
+    CLI reads them), else the dev cluster ``dev`` if it runs here."""
+    chosen = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if not chosen:
         from raylift.devcluster import cluster_processes, load
 

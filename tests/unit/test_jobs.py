@@ -87,10 +87,13 @@ def test_submission_refuses_bad_input_before_sending(tmp_path: Path) -> None:
 def test_addresses_and_exit_codes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RAYLIFT_HOME", str(tmp_path))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
     with pytest.raises(SpecError, match="RAY_ADDRESS"):
         dashboard_address(None)
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:8265")
     assert dashboard_address(None) == "http://10.0.0.5:8265"
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://10.0.0.6:8265")
+    assert dashboard_address(None) == "http://10.0.0.6:8265"  # Ray's job CLI order
     assert dashboard_address("https://ray.example.com/") == "https://ray.example.com"
     with pytest.raises(SpecError, match="dashboard address"):
         dashboard_address("ray://head:10001")

@@ -21,8 +21,8 @@ def _address_option(func):  # type: ignore[no-untyped-def]
         "--address",
         default=None,
         metavar="URL",
-        help="Ray dashboard / Jobs API, e.g. http://HOST:8265 (default: $RAY_ADDRESS, "
-        "else the local dev cluster).",
+        help="Ray dashboard / Jobs API, e.g. http://HOST:8265 (default: "
+        "$RAY_API_SERVER_ADDRESS, then $RAY_ADDRESS, else the local dev cluster).",
     )(func)
 
 

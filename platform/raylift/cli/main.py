@@ -12,6 +12,7 @@ from raylift.cli.common import State
 from raylift.cli.jobs import jobs, submit
 from raylift.cli.runs import runs
 from raylift.cli.train import train, validate
+from raylift.cli.tune import tune
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +36,7 @@ cli.add_command(runs)
 cli.add_command(cluster)
 cli.add_command(submit)
 cli.add_command(jobs)
+cli.add_command(tune)
 
 
 def main() -> None:

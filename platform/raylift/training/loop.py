@@ -65,6 +65,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     restored = _resume_state(setup.spec, registered_name, rank, state)
     if restored is not None:
         _restore(setup, restored, state)
+        if config.get("reset_hparams"):
+            _apply_spec_hparams(setup)
     state.startup = {
         "startup_process_s": entered - _process_start_time(),
         "startup_setup_s": built - entered,
@@ -144,6 +146,26 @@ def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> 
     state.resumed_from_step = state.step
     state.world_size_before = int(restored.get("world_size", 0))
     state.best = restored.get("best")
+
+
+def _apply_spec_hparams(setup: WorkerSetup) -> None:
+    """After restoring another run's state: this spec's lr and weight decay win."""
+    train = setup.spec["train"]
+    scheduler = setup.scheduler
+    scheduler.base_lrs = [float(train["lr"]) for _ in scheduler.base_lrs]
+    for group, lr in zip(
+        setup.optimizer.param_groups,
+        [
+            base * lam(scheduler.last_epoch)
+            for base, lam in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
+        ],
+        strict=True,
+    ):
+        group["initial_lr"] = float(train["lr"])
+        group["lr"] = lr
+        group["weight_decay"] = float(train["weight_decay"])
+        if "momentum" in group and train.get("momentum") is not None:
+            group["momentum"] = float(train["momentum"])
 
 
 def _run(

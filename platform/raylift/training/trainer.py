@@ -75,6 +75,7 @@ def build_trainer(
     *,
     callbacks: list[Any] | None = None,
     stop_key: str | None = None,
+    reset_hparams: bool = False,
 ) -> Any:
     """The TorchTrainer for ``spec`` (Train V2); ``stop_key``: see ``stop.py``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -99,6 +100,7 @@ def build_trainer(
             "data_ref": data_ref,
             "fault_at_step": int(os.environ.get(FAULT_ENV, -1)),
             "stop_key": stop_key,
+            "reset_hparams": reset_hparams,
         },
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
@@ -172,8 +174,13 @@ def run_training(
     resume: bool = False,
     overwrite: bool = False,
     on_event: EventHandler | None = None,
+    start_from: str | None = None,
 ) -> TrainOutcome:
-    """Fit ``spec`` on the connected Ray, export the best checkpoint, record the run."""
+    """Fit ``spec`` on the connected Ray, export the best checkpoint, record the run.
+
+    ``start_from``: a local checkpoint folder (another run's) this run starts from,
+    keeping the spec's own optimizer hyperparameters (PBT's exploit step).
+    """
     import ray
     from ray.util.queue import Queue
 
@@ -186,6 +193,8 @@ def run_training(
     metric, mode = metric_and_mode(spec, data.info.task)
     resolved["train"]["metric"], resolved["train"]["mode"] = metric, mode
     previous = prepare_run_dir(spec, resolved, resume=resume, overwrite=overwrite)
+    if start_from is not None:
+        storage.upload_dir(start_from, storage.join(spec.run_dir, os.path.basename(start_from)))
     record = RunRecord(
         name=spec.name,
         status="running",
@@ -210,7 +219,12 @@ def run_training(
     pump.start()
     stopper = StopOnSigterm(new_key(spec.name))
     trainer = build_trainer(
-        spec, resolved, ray.put(data), callbacks=[ProgressCallback(queue)], stop_key=stopper.key
+        spec,
+        resolved,
+        ray.put(data),
+        callbacks=[ProgressCallback(queue)],
+        stop_key=stopper.key,
+        reset_hparams=start_from is not None,
     )
     try:
         with _start_timeout(spec), stopper.installed():
@@ -225,7 +239,7 @@ def run_training(
         raise TrainingError(f"run {spec.name!r} failed: {record.error}") from exc
     finally:
         stop.set()
-        pump.join(timeout=5)
+        pump.join(timeout=30)
         _shutdown_queue(queue)
     if stopper.requested:
         record.status, record.finished = "stopped", now()
@@ -343,16 +357,22 @@ def _pump(
     record: RunRecord,
     run_dir: str,
 ) -> None:
-    """Driver thread: hand progress events to the display; keep the record fresh."""
+    """Driver thread: hand progress events to the display; keep the record fresh.
+
+    After the run ends (``stop``) it drains what is left, so the last reports (the
+    final validation, which Tune's schedulers wait for) are not dropped.
+    """
     from raylift.training.telemetry import TrainTelemetry
 
     tracker = RecoveryTracker(int(record.metrics.get("step", 0)))
     telemetry = TrainTelemetry(record.name)
     saved_at = 0.0
-    while not stop.is_set():
+    while True:
         try:
             event = queue.get(timeout=0.5)
         except Exception:  # ray.util.queue.Empty, or the queue is gone
+            if stop.is_set():
+                return  # the run is over and the queue is drained
             continue
         recovery = tracker.observe(event)
         if recovery is not None:

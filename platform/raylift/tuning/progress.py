@@ -1,0 +1,127 @@
+"""The sweep driver's view of its trials: a live table and Prometheus gauges.
+
+Ray Tune exports no metrics of its own. ``SweepProgress`` (a Tune callback in
+the driver) counts trials by state and tracks the best metric so far, and
+publishes them through ``ray.util.metrics`` (``ray_raylift_sweep_trials{sweep,
+state}``, ``ray_raylift_sweep_best_metric{sweep,metric}``), refreshed every
+``REFRESH_S`` (a Ray gauge set once disappears after about 30 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune import Callback
+
+REFRESH_S = 5.0
+STATES = ("pending", "running", "terminated", "stopped_early", "errored", "paused")
+
+
+class SweepProgress(Callback):
+    def __init__(
+        self,
+        sweep: str,
+        metric: str,
+        mode: str,
+        on_update: Callable[[list[Any]], None] | None = None,
+    ) -> None:
+        self.sweep, self.metric, self.mode = sweep, metric, mode
+        self.on_update = on_update
+        self.rows: dict[str, Any] = {}
+        self.best: float | None = None
+        self._gauges: dict[str, Any] | None = None
+        self._published = 0.0
+        self._stopped_early: set[str] = set()
+
+    # ---------------------------------------------------------------- Tune hooks
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        row = self._row(trial)
+        row.last = {k: result.get(k) for k in (self.metric, "epoch", "step") if k in result}
+        value = result.get(self.metric)
+        if isinstance(value, int | float):
+            if row.best is None or self._better(value, row.best):
+                row.best = float(value)
+            if self.best is None or self._better(value, self.best):
+                self.best = float(value)
+        self._changed(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._changed(trials)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._changed(trials)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._changed(trials)
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if time.monotonic() - self._published >= REFRESH_S:
+            self._changed(trials)
+
+    # ---------------------------------------------------------------- internals
+
+    def _better(self, value: float, than: float) -> bool:
+        return value > than if self.mode == "max" else value < than
+
+    def _row(self, trial: Any) -> Any:
+        from raylift.tuning.sweep import TrialRow
+
+        row = self.rows.get(trial.trial_id)
+        if row is None:
+            row = self.rows[trial.trial_id] = TrialRow(trial.trial_id, "pending", {})
+        row.config = dict(trial.config or {})
+        return row
+
+    def _changed(self, trials: list[Any]) -> None:
+        for trial in trials:
+            row = self._row(trial)
+            row.status = state_of(trial)
+        if self.on_update is not None:
+            with contextlib.suppress(Exception):  # the display must never stop the sweep
+                self.on_update(list(self.rows.values()))
+        self._publish()
+
+    def _publish(self) -> None:
+        self._published = time.monotonic()
+        with contextlib.suppress(Exception):  # metrics must never stop the sweep
+            gauges = self._gauges or self._make_gauges()
+            counts = dict.fromkeys(STATES, 0)
+            for row in self.rows.values():
+                counts[row.status] = counts.get(row.status, 0) + 1
+            for state, count in counts.items():
+                gauges["trials"].set(count, tags={"sweep": self.sweep, "state": state})
+            if self.best is not None:
+                gauges["best"].set(self.best, tags={"sweep": self.sweep, "metric": self.metric})
+
+    def _make_gauges(self) -> dict[str, Any]:
+        from ray.util.metrics import Gauge
+
+        self._gauges = {
+            "trials": Gauge(
+                "raylift_sweep_trials",
+                description="Trials of a sweep by state.",
+                tag_keys=("sweep", "state"),
+            ),
+            "best": Gauge(
+                "raylift_sweep_best_metric",
+                description="Best value of the sweep's metric so far.",
+                tag_keys=("sweep", "metric"),
+            ),
+        }
+        return self._gauges
+
+
+def state_of(trial: Any) -> str:
+    """Tune's trial status in raylift's words; a trial a scheduler stopped is stopped_early."""
+    status = str(getattr(trial, "status", "PENDING")).lower()
+    if status == "terminated":
+        results = getattr(trial, "last_result", {}) or {}
+        if not results.get("done", False):
+            return "stopped_early"
+    return status

@@ -162,11 +162,13 @@ def up(
         cluster.nodes.append(head)
         cluster.save()
         _wait_for_dashboard(cluster, head)
+        # One at a time: nodes sharing a session dir pick their socket names when they
+        # start, and two starting together took the same ones.
         for index in range(1, workers + 1):
             node = _start_node(cluster, f"worker-{index}", cpus_per_worker, gpus_per_worker, env)
             cluster.nodes.append(node)
             cluster.save()
-        _wait_for_nodes(cluster, workers + 1)
+            _wait_for_nodes(cluster, index + 1)
     except BaseException:
         down(name, quiet=True)
         raise
@@ -257,6 +259,8 @@ def _port(requested: int, option: str) -> int:
     if requested == 0:
         return free_port()
     with socket.socket() as sock:
+        # As the servers do: a port in TIME_WAIT (a cluster just stopped) is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", requested))
         except OSError:

@@ -236,27 +236,33 @@ def build_submission(
     """Validate the spec here and describe the Ray job that trains it; sends nothing."""
     use_token_mode()  # before Ray is first imported
     quiet_ray_client_logs()
-    from raylift.specs import check_data_files, load_spec
+    from raylift.specs.loader import read_yaml
     from raylift.training.stop import STOP_WAIT_S
 
-    spec = load_spec(file, overrides)
-    check_data_files(spec, file=file)
     root = Path(working_dir or os.getcwd()).resolve()
     if not root.is_dir():
         raise SpecError(f"{str(root)!r} is not a directory", key="--working-dir")
-    spec_path = Path(file).resolve()
-    if not spec_path.is_relative_to(root):
-        raise SpecError(
-            f"{file} is outside the working directory {root}; run from a folder that holds "
-            "it or pass --working-dir",
-            key="--working-dir",
-        )
-    relative = spec_path.relative_to(root).as_posix()
-    command = ["raylift", "train", relative, *[f"--set={o}" for o in overrides]]
+    relative = _inside(root, file)
+    kind = read_yaml(file)[0].get("kind", "train")
+    if kind == "sweep":
+        from raylift.tuning.sweep import load_sweep
+
+        loaded = load_sweep(file, overrides)
+        _inside(root, str(Path(file).parent / loaded.sweep.base))
+        name, command = loaded.sweep.name, ["raylift", "tune", relative]
+        if overwrite:
+            raise SpecError("a sweep cannot be overwritten; --set name=NEW", key="--overwrite")
+    else:
+        from raylift.specs import check_data_files, load_spec
+
+        spec = load_spec(file, overrides)
+        check_data_files(spec, file=file)
+        name, command = spec.name, ["raylift", "train", relative]
+        if overwrite:
+            command.append("--overwrite")
+    command += [f"--set={o}" for o in overrides]
     if resume:
         command.append("--resume")
-    if overwrite:
-        command.append("--overwrite")
     all_excludes = DEFAULT_EXCLUDES + list(excludes or [])
     size = check_package_size(root, all_excludes)
     env_vars = {
@@ -269,10 +275,22 @@ def build_submission(
     return Submission(
         entrypoint=shlex.join(command),
         runtime_env={"working_dir": str(root), "excludes": all_excludes, "env_vars": env_vars},
-        submission_id=f"raylift-{spec.name}-{uuid.uuid4().hex[:8]}",
-        metadata={"raylift_run": spec.name, "raylift_kind": spec.kind, "raylift_spec": relative},
+        submission_id=f"raylift-{name}-{uuid.uuid4().hex[:8]}",
+        metadata={"raylift_run": name, "raylift_kind": kind, "raylift_spec": relative},
         package_bytes=size,
     )
+
+
+def _inside(root: Path, file: str) -> str:
+    """``file`` relative to the working dir ``root`` (a SpecError if it is outside)."""
+    path = Path(file).resolve()
+    if not path.is_relative_to(root):
+        raise SpecError(
+            f"{file} is outside the working directory {root}; run from a folder that holds "
+            "it or pass --working-dir",
+            key="--working-dir",
+        )
+    return path.relative_to(root).as_posix()
 
 
 def max_package_bytes() -> int:

@@ -105,6 +105,16 @@ def test_token_file_is_private_and_nodes_joined(dev: Dev) -> None:
     assert sorted(n["is_head"] for n in nodes if n["state"] == "ALIVE") == [False, True]
     worker = next(n for n in nodes if not n["is_head"])
     assert worker["resources"]["CPU"] == 2
+    # Everything the cluster runs listens on loopback only.
+    import psutil
+
+    pids = {p.pid for p in devcluster.cluster_processes(dev.cluster)}
+    listening = [
+        (c.pid, c.laddr.ip, c.laddr.port)
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+    assert listening and all(ip in ("127.0.0.1", "::1") for _, ip, _ in listening), listening
     shown = dev.cli("cluster", "status", "--name", "jobs-test")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.count("ALIVE") == 2 and "CPU=2" in shown.stdout

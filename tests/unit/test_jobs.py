@@ -77,7 +77,10 @@ def test_submission_ships_the_working_dir_and_runs_raylift_train(
     assert 0 < submission.package_bytes < 20 * 2**20  # .venv and .git are left out
 
 
-def test_submission_refuses_bad_input_before_sending(tmp_path: Path) -> None:
+def test_submission_refuses_bad_input_before_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
     with pytest.raises(SpecError, match="outside the working directory"):
         build_submission(str(ROOT / "jobs" / "digits-mlp.yaml"), [], working_dir=str(tmp_path))
     with pytest.raises(SpecError, match=r"train\.lr"):
@@ -98,3 +101,13 @@ def test_addresses_and_exit_codes(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     with pytest.raises(SpecError, match="dashboard address"):
         dashboard_address("ray://head:10001")
     assert [exit_code(s) for s in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING")] == [0, 1, 3, 0]
+
+
+def test_a_sweep_spec_is_submitted_as_raylift_tune(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    submission = build_submission("jobs/sweeps/digits-asha.yaml", ["num_samples=2"], resume=True)
+    assert shlex.split(submission.entrypoint) == [
+        "raylift", "tune", "jobs/sweeps/digits-asha.yaml", "--set=num_samples=2", "--resume",
+    ]  # fmt: skip
+    assert submission.metadata["raylift_kind"] == "sweep"
+    assert submission.submission_id.startswith("raylift-digits-asha-")

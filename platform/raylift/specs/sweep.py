@@ -126,6 +126,25 @@ class SweepSpec(StrictModel):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
 
+    @field_validator("space", "trial", mode="before")
+    @classmethod
+    def _flatten(cls, value: Any) -> Any:
+        """Nested mappings (what ``--set space.train.lr=...`` makes) -> dotted keys."""
+        if not isinstance(value, dict):
+            return value
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: str, node: Any) -> None:
+            leaf = not isinstance(node, dict) or not node or set(node) & set(DISTRIBUTIONS)
+            if prefix and leaf:
+                flat[prefix] = node
+                return
+            for key, child in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), child)
+
+        walk("", value)
+        return flat
+
     @field_validator("space")
     @classmethod
     def _keys(cls, space: dict[str, Distribution]) -> dict[str, Distribution]:

@@ -121,7 +121,8 @@ def state_of(trial: Any) -> str:
     """Tune's trial status in raylift's words; a trial a scheduler stopped is stopped_early."""
     status = str(getattr(trial, "status", "PENDING")).lower()
     if status == "terminated":
-        results = getattr(trial, "last_result", {}) or {}
-        if not results.get("done", False):
+        from raylift.tuning.sweep import finished
+
+        if not finished(getattr(trial, "last_result", {}) or {}):
             return "stopped_early"
     return status

@@ -185,7 +185,10 @@ def make_searcher(loaded: LoadedSweep) -> Any:
                 key="search.type",
             ) from None
         return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=search.seed))
-    return BasicVariantGenerator(random_state=search.seed)
+    # A search algorithm given to Tune ignores TuneConfig.max_concurrent_trials.
+    return BasicVariantGenerator(
+        random_state=search.seed, max_concurrent=loaded.sweep.max_concurrent
+    )
 
 
 def run_sweep(
@@ -202,13 +205,15 @@ def run_sweep(
     started = time.time()
     results = tuner.fit()
     record = leaderboard(loaded, results)
+    mark_stopped_early(loaded, record["trials"])
     record["wall_s"] = round(time.time() - started, 1)
     best = record.get("best")
     if best is None:
         _write_record(loaded, record)
         raise TrainingError(
-            f"sweep {loaded.sweep.name!r} finished without any trial reporting "
-            f"{loaded.metric}; see {storage.join(loaded.sweep.sweep_dir, TRIALS_DIR)}"
+            f"sweep {loaded.sweep.name!r} ended without a finished trial that reported "
+            f"{loaded.metric} and exported a model; see "
+            f"{storage.join(loaded.sweep.sweep_dir, TRIALS_DIR)}"
         )
     source = storage.join(loaded.sweep.sweep_dir, TRIALS_DIR, best["run"], "model")
     target = storage.join(loaded.sweep.sweep_dir, BEST_DIR, "model")
@@ -237,7 +242,7 @@ def leaderboard(loaded: LoadedSweep, results: Any) -> dict[str, Any]:
                 "best": best_value,
                 "last": (result.metrics or {}).get(metric),
                 "epochs": (result.metrics or {}).get("epoch"),
-                "status": "error" if result.error else "done",
+                "status": _status(result),
             }
         )
     rows.sort(key=lambda r: (r["best"] is None, -sign * (r["best"] or 0.0)))
@@ -251,8 +256,35 @@ def leaderboard(loaded: LoadedSweep, results: Any) -> dict[str, Any]:
     }
 
 
+def _status(result: Any) -> str:
+    if result.error:
+        return "error"
+    return "done" if finished(result.metrics or {}) else "stopped early"
+
+
+def finished(metrics: dict[str, Any]) -> bool:
+    """The trial trained all its steps (Tune's ``done`` is also set when a scheduler stops it)."""
+    return int(metrics.get("step", 0)) >= int(metrics.get("total_steps", 1 << 62))
+
+
+def mark_stopped_early(loaded: LoadedSweep, rows: list[dict[str, Any]]) -> None:
+    """A trial a scheduler stopped was killed mid-run: its record says so, not 'failed'."""
+    from raylift.training.runs import RunRecord
+
+    for row in rows:
+        if row["status"] != "stopped early":
+            continue
+        run_dir = storage.join(loaded.sweep.sweep_dir, TRIALS_DIR, row["run"])
+        record = RunRecord.load(run_dir)
+        if record is not None and record.status in ("running", "failed"):
+            record.status, record.error = "stopped early", None
+            record.save(run_dir)
+
+
 def _has_export(loaded: LoadedSweep, run: str) -> bool:
-    manifest = storage.join(loaded.sweep.sweep_dir, TRIALS_DIR, run, "model", "manifest.json")
+    from raylift.training.export import MANIFEST_NAME
+
+    manifest = storage.join(loaded.sweep.sweep_dir, TRIALS_DIR, run, "model", MANIFEST_NAME)
     return storage.read_text(manifest) is not None
 
 

@@ -56,9 +56,9 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
     metric = sweep.metric or spec.train.metric
     pbt = sweep.scheduler.type == "pbt"
 
-    def to_tune(event: dict[str, Any]) -> None:
-        if metric not in event:
-            return
+    final: list[dict[str, Any]] = []
+
+    def report(event: dict[str, Any]) -> None:
         metrics = {k: v for k, v in event.items() if isinstance(v, int | float | str | bool)}
         path = event.get("checkpoint")
         if pbt and path:
@@ -66,17 +66,29 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
         else:
             ray.tune.report(metrics)
 
+    def to_tune(event: dict[str, Any]) -> None:
+        if metric not in event:
+            return
+        if int(event.get("step", 0)) >= int(event.get("total_steps", 1 << 62)):
+            # Held back until the run has exported its model: a scheduler that stops
+            # the trial at its last report (ASHA at max_t) would kill the export.
+            final.append(event)
+            return
+        report(event)
+
     donor = ray.tune.get_checkpoint()
     if donor is None:
         # A first start, or Tune restarting this trial: its own run folder resumes.
         resume = storage.read_text(storage.join(spec.run_dir, RECORD_FILE)) is not None
         run_training(spec, resume=resume, on_event=to_tune)
-        return
-    # PBT exploit (or a restore under PBT): a fresh run from that checkpoint, with
-    # this trial's (perturbed) hyperparameters.
-    with tempfile.TemporaryDirectory(prefix="raylift-donor-") as tmp:
-        with donor.as_directory() as local:
-            step = int(verify(local).get("step", 0))
-            start_from = os.path.join(tmp, checkpoint_dir_name(step))
-            shutil.copytree(local, start_from)
-        run_training(spec, overwrite=True, on_event=to_tune, start_from=start_from)
+    else:
+        # PBT exploit (or a restore under PBT): a fresh run from that checkpoint,
+        # with this trial's (perturbed) hyperparameters.
+        with tempfile.TemporaryDirectory(prefix="raylift-donor-") as tmp:
+            with donor.as_directory() as local:
+                step = int(verify(local).get("step", 0))
+                start_from = os.path.join(tmp, checkpoint_dir_name(step))
+                shutil.copytree(local, start_from)
+            run_training(spec, overwrite=True, on_event=to_tune, start_from=start_from)
+    for event in final:
+        report(event)

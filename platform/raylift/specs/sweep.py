@@ -90,6 +90,11 @@ class SchedulerSpec(StrictModel):
         None,
         description="pbt: space keys to perturb (default: every train.* key of the space).",
     )
+    synch: bool = Field(
+        False,
+        description="pbt: perturb all trials together at each interval (waits for the "
+        "slowest; dependable with few trials whose start-up outweighs training).",
+    )
     min_samples_required: int = Field(3, ge=1, description="median: trials before stopping.")
 
 

@@ -99,6 +99,17 @@ def best_checkpoints(run_dir: str) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def newest_complete_checkpoint(run_dir: str) -> tuple[str, dict[str, Any]] | None:
+    """(path, metrics) of the newest checkpoint folder in the run that verifies."""
+    for _, name in checkpoint_steps(run_dir):
+        path = storage.join(run_dir, name)
+        try:
+            return path, dict(_manifest(path).get("metrics") or {})
+        except CheckpointError:
+            continue
+    return None
+
+
 def _manifest(path: str) -> dict[str, Any]:
     if not storage.is_remote(path):
         return ckpt.verify(storage.local_path(path))

@@ -31,6 +31,8 @@ class RunRecord:
     error: str | None = None
     attempts: int = 1
     recoveries: list[dict[str, Any]] = field(default_factory=list)
+    # Set when the run started from another run's checkpoint (PBT's exploit step).
+    started_from: dict[str, Any] | None = None
 
     def save(self, run_dir: str) -> None:
         storage.write_text(storage.join(run_dir, RECORD_FILE), json.dumps(asdict(self), indent=1))

@@ -174,17 +174,19 @@ def run_training(
     resume: bool = False,
     overwrite: bool = False,
     on_event: EventHandler | None = None,
-    start_from: str | None = None,
+    start_from: tuple[str, str] | None = None,
 ) -> TrainOutcome:
     """Fit ``spec`` on the connected Ray, export the best checkpoint, record the run.
 
-    ``start_from``: a local checkpoint folder (another run's) this run starts from,
-    keeping the spec's own optimizer hyperparameters (PBT's exploit step).
+    ``start_from``: (a local checkpoint folder of another run, where it came from):
+    this run starts from it, with the spec's own optimizer hyperparameters (PBT's
+    exploit step).
     """
     import ray
     from ray.util.queue import Queue
 
     from raylift.training.progress import ProgressCallback
+    from raylift.training.resume import step_of
     from raylift.training.setup import load_data
     from raylift.training.stop import StopOnSigterm, new_key
 
@@ -193,8 +195,6 @@ def run_training(
     metric, mode = metric_and_mode(spec, data.info.task)
     resolved["train"]["metric"], resolved["train"]["mode"] = metric, mode
     previous = prepare_run_dir(spec, resolved, resume=resume, overwrite=overwrite)
-    if start_from is not None:
-        storage.upload_dir(start_from, storage.join(spec.run_dir, os.path.basename(start_from)))
     record = RunRecord(
         name=spec.name,
         status="running",
@@ -203,7 +203,13 @@ def run_training(
         attempts=(previous.attempts + 1) if previous else 1,
         metrics=dict(previous.metrics) if previous else {},
         recoveries=list(previous.recoveries) if previous else [],
+        started_from=previous.started_from if previous else None,
     )
+    if start_from is not None:
+        folder, source = start_from
+        name = os.path.basename(folder.rstrip("/"))
+        storage.upload_dir(folder, storage.join(spec.run_dir, name))
+        record.started_from = {"checkpoint": source, "step": step_of(name)}
     record.save(spec.run_dir)
 
     # Pin the progress queue to the driver's node: on a worker node it would die
@@ -298,12 +304,17 @@ def _best_checkpoint(
     """The best by ``metric`` of Ray's kept checkpoints and the copy under best/."""
     from ray.train import Checkpoint
 
-    from raylift.training.resume import best_checkpoints
+    from raylift.training.resume import best_checkpoints, newest_complete_checkpoint
 
     kept = [(Checkpoint(path), metrics) for path, metrics in best_checkpoints(run_dir)]
     scored = [(c, m) for c, m in [*(result.best_checkpoints or []), *kept] if metric in m]
     if not scored:
-        return (result.checkpoint, dict(result.metrics or {})) if result.checkpoint else None
+        if result.checkpoint:
+            return result.checkpoint, dict(result.metrics or {})
+        # Nothing reported in this attempt (it resumed at its last step, e.g. from a
+        # checkpoint another run handed over): the newest complete one on storage.
+        newest = newest_complete_checkpoint(run_dir)
+        return (Checkpoint(newest[0]), newest[1]) if newest else None
     sign = 1 if mode == "max" else -1
     return max(scored, key=lambda pair: (sign * float(pair[1][metric]), pair[1].get("step", 0)))
 

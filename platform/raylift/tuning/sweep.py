@@ -152,7 +152,7 @@ def make_scheduler(loaded: LoadedSweep) -> Any:
             perturbation_interval=spec.perturbation_interval,
             quantile_fraction=spec.quantile_fraction,
             hyperparam_mutations={key: space[key] for key in loaded.sweep.pbt_mutations()},
-            synch=False,
+            synch=spec.synch,
         )
     return FIFOScheduler()
 

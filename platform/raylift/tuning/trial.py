@@ -89,6 +89,9 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
                 step = int(verify(local).get("step", 0))
                 start_from = os.path.join(tmp, checkpoint_dir_name(step))
                 shutil.copytree(local, start_from)
-            run_training(spec, overwrite=True, on_event=to_tune, start_from=start_from)
+            source = donor.path
+            run_training(spec, overwrite=True, on_event=to_tune, start_from=(start_from, source))
     for event in final:
-        report(event)
+        # done: the trial is complete, so no scheduler acts on this last result (PBT
+        # would otherwise restart a finished trial from another's final checkpoint).
+        report({**event, "done": True})

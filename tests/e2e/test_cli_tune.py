@@ -1,0 +1,131 @@
+"""``raylift tune`` as a user runs it: ASHA with Optuna, a killed driver resumed, PBT."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from raylift.training.export import load_export
+
+ROOT = Path(__file__).resolve().parents[2]
+RAYLIFT = str(Path(sys.executable).parent / "raylift")
+
+pytestmark = pytest.mark.slow
+
+# Small and quick: 1 worker per trial, digits, a validation every epoch.
+QUICK = [
+    "trial.train.epochs=3",
+    "trial.train.checkpoint_every_epochs=1",
+    "trial.train.log_every_steps=1000",
+    "trial.train.warmup_steps=0",
+]
+
+
+def tune_command(storage: Path, *sets: str) -> list[str]:
+    args = [RAYLIFT, "tune", "jobs/sweeps/digits-asha.yaml", "--set", f"storage.path={storage}"]
+    for item in [*QUICK, *sets]:
+        args += ["--set", item]
+    return args
+
+
+def records(sweep_dir: Path) -> dict[str, dict]:
+    return {
+        path.parent.name: json.loads(path.read_text())
+        for path in sorted((sweep_dir / "trials").glob("*/raylift-run.json"))
+    }
+
+
+def test_asha_with_optuna_survives_a_killed_driver_and_exports_the_winner(
+    tmp_path: Path,
+) -> None:
+    storage = tmp_path / "sweeps"
+    sweep_dir = storage / "digits-asha"
+    command = tune_command(
+        storage,
+        "num_samples=4",
+        "max_concurrent=1",
+        "search.type=optuna",
+        "scheduler.max_t=3",
+        "scheduler.grace_period=1",
+    )
+    # Kill the whole driver process group once the first trial has finished.
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(
+        command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            done = [r for r in records(sweep_dir).values() if r["status"] == "succeeded"]
+            if done:
+                break
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(1)
+        else:
+            pytest.fail("no trial finished in 300 s")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finished_before = {
+        name: r["finished"] for name, r in records(sweep_dir).items() if r["status"] == "succeeded"
+    }
+    assert finished_before
+
+    resumed = subprocess.run(
+        [*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "leaderboard" in resumed.stdout and "best model:" in resumed.stdout
+
+    after = records(sweep_dir)
+    assert len(after) == 4
+    for name, finished in finished_before.items():  # finished trials were not re-run
+        assert after[name]["finished"] == finished and after[name]["attempts"] == 1
+    summary = json.loads((sweep_dir / "sweep.json").read_text())
+    statuses = [t["status"] for t in summary["trials"]]
+    assert "stopped early" in statuses, statuses  # ASHA cut at least one trial short
+    best = summary["best"]
+    assert best["best"] == max(t["best"] for t in summary["trials"] if t["best"] is not None)
+
+    exported = load_export(str(sweep_dir / "best" / "model"))
+    sample = exported.sample()
+    accuracy = float((exported.predict(sample["inputs"]) == sample["targets"]).float().mean())
+    assert accuracy >= 0.8 and abs(exported.metrics["val_accuracy"] - best["best"]) < 1e-9
+
+
+def test_pbt_exploits_a_better_trials_checkpoint(tmp_path: Path) -> None:
+    storage = tmp_path / "sweeps"
+    done = subprocess.run(
+        tune_command(
+            storage,
+            "name=digits-pbt",
+            "num_samples=2",
+            "max_concurrent=2",
+            "scheduler.type=pbt",
+            "scheduler.perturbation_interval=1",
+            "scheduler.synch=true",
+            "scheduler.quantile_fraction=0.5",
+            "space={train.lr: {loguniform: [0.0001, 0.03]}}",
+            "trial.train.epochs=2",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    sweep_dir = storage / "digits-pbt"
+    # An exploited trial restarted its run from the other trial's checkpoint.
+    exploited = [r for r in records(sweep_dir).values() if r.get("started_from")]
+    assert exploited, records(sweep_dir)
+    assert exploited[0]["started_from"]["step"] > 0 and exploited[0]["status"] == "succeeded"
+    assert (sweep_dir / "best" / "model").is_dir()

@@ -33,7 +33,7 @@ def raylift(*args: str, storage: Path, timeout: float = 300) -> subprocess.Compl
 
 def test_train_digits_mlp_exports_a_model_that_predicts(tmp_path: Path) -> None:
     storage = tmp_path / "runs"
-    done = raylift("train", "jobs/digits-mlp.yaml", storage=storage)
+    done = raylift("train", "jobs/digits-mlp.yaml", "--set", "train.epochs=12", storage=storage)
     assert done.returncode == 0, done.stderr[-3000:]
     export_dir = storage / "digits-mlp" / "model"
     assert f"exported model: {export_dir}" in done.stdout

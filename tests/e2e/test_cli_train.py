@@ -55,6 +55,13 @@ def test_train_digits_mlp_exports_a_model_that_predicts(tmp_path: Path) -> None:
     shown = raylift("runs", "show", "digits-mlp", "--json", storage=storage)
     record = json.loads(shown.stdout)
     assert record["status"] == "succeeded" and record["export"] == str(export_dir)
+    # Every report is in the run's history (metrics.jsonl); `raylift report` draws it.
+    history = [json.loads(line) for line in (storage / "digits-mlp" / "metrics.jsonl").open()]
+    assert history[-1]["step"] == record["metrics"]["step"] and len(history) >= 5
+    drawn = raylift("report", str(storage / "digits-mlp"), storage=storage)
+    assert drawn.returncode == 0, drawn.stderr
+    assert (storage / "digits-mlp" / "report" / "run.png").stat().st_size > 10_000
+    assert "best val_accuracy" in (storage / "digits-mlp" / "report" / "report.md").read_text()
 
     again = raylift("train", "jobs/digits-mlp.yaml", storage=storage)
     assert again.returncode == 2 and "--resume" in again.stderr

@@ -96,6 +96,16 @@ def test_asha_with_optuna_survives_a_killed_driver_and_exports_the_winner(
     best = summary["best"]
     assert best["best"] == max(t["best"] for t in summary["trials"] if t["best"] is not None)
 
+    pictures = subprocess.run(
+        [RAYLIFT, "report", str(sweep_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert pictures.returncode == 0, pictures.stderr
+    report = (sweep_dir / "report" / "report.md").read_text()
+    assert all(trial["trial"] in report for trial in summary["trials"])
+    pngs = {p.name for p in (sweep_dir / "report").glob("*.png")}
+    assert {"learning_curves.png", "train.lr.png", "model.params.dropout.png"} <= pngs
+    assert all((sweep_dir / "report" / name).stat().st_size > 5000 for name in pngs)
+
     exported = load_export(str(sweep_dir / "best" / "model"))
     sample = exported.sample()
     accuracy = float((exported.predict(sample["inputs"]) == sample["targets"]).float().mean())

@@ -10,6 +10,7 @@ from raylift.auth import use_token_mode
 from raylift.cli.cluster import cluster
 from raylift.cli.common import State
 from raylift.cli.jobs import jobs, submit
+from raylift.cli.report import report
 from raylift.cli.runs import runs
 from raylift.cli.train import train, validate
 from raylift.cli.tune import tune
@@ -37,6 +38,7 @@ cli.add_command(cluster)
 cli.add_command(submit)
 cli.add_command(jobs)
 cli.add_command(tune)
+cli.add_command(report)
 
 
 def main() -> None:

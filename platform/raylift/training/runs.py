@@ -52,3 +52,45 @@ def list_runs(root: str) -> list[RunRecord]:
     records = [RunRecord.load(storage.join(root, name)) for name in storage.list_dirs(root)]
     found = [r for r in records if r is not None]
     return sorted(found, key=lambda r: r.started, reverse=True)
+
+
+HISTORY_FILE = "metrics.jsonl"
+
+
+class MetricsHistory:
+    """``<run>/metrics.jsonl``: every progress report of a run, one JSON object a line.
+
+    Local runs append as reports arrive; on remote storage the file is rewritten
+    when the driver saves the run record (``flush``).
+    """
+
+    def __init__(self, run_dir: str) -> None:
+        self.path = storage.join(run_dir, HISTORY_FILE)
+        self.remote = storage.is_remote(run_dir)
+        self.lines: list[str] = []
+        if self.remote:
+            existing = storage.read_text(self.path) or ""
+            self.lines = [line for line in existing.splitlines() if line.strip()]
+
+    def add(self, event: dict[str, Any]) -> None:
+        kept = {
+            key: value
+            for key, value in event.items()
+            if isinstance(value, int | float | bool) or key == "checkpoint_reason"
+        }
+        kept.setdefault("time", event.get("step_end_time"))
+        line = json.dumps(kept, sort_keys=True)
+        if self.remote:
+            self.lines.append(line)
+            return
+        with open(storage.local_path(self.path), "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    def flush(self) -> None:
+        if self.remote and self.lines:
+            storage.write_text(self.path, "\n".join(self.lines) + "\n")
+
+
+def read_history(run_dir: str) -> list[dict[str, Any]]:
+    text = storage.read_text(storage.join(run_dir, HISTORY_FILE)) or ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -14,7 +14,7 @@ from typing import Any
 from raylift import storage
 from raylift.errors import JobStopped, SpecError, StorageError, TrainingError
 from raylift.specs import JobSpec
-from raylift.training.runs import RunRecord, now
+from raylift.training.runs import MetricsHistory, RunRecord, now
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -377,6 +377,7 @@ def _pump(
 
     tracker = RecoveryTracker(int(record.metrics.get("step", 0)))
     telemetry = TrainTelemetry(record.name)
+    history = MetricsHistory(run_dir)
     saved_at = 0.0
     while True:
         try:
@@ -391,6 +392,8 @@ def _pump(
             with contextlib.suppress(Exception):  # metrics must never stop the display
                 telemetry.recovered(recovery)
             event = {**event, "recovery": recovery}
+        with contextlib.suppress(OSError):
+            history.add(event)
         if on_event is not None:
             on_event(event)
         record.metrics = _clean(event)
@@ -400,6 +403,7 @@ def _pump(
         if due or event.get("checkpoint") or recovery is not None:
             with contextlib.suppress(OSError):
                 record.save(run_dir)
+                history.flush()
                 saved_at = time.monotonic()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from metrics_scrape import scrape_metric
 
 from raylift.errors import TrainingError
 from raylift.specs import spec_from_dict
@@ -120,24 +121,6 @@ def test_restart_resumes_from_the_checkpoint_reported_just_before_the_failure(
     lost = recoveries[0]["steps_lost"]
     if lost:  # a counter that was never incremented is not exported
         assert scrape_metric("ray_raylift_train_steps_lost_total", run="late") == float(lost)
-
-
-def scrape_metric(name: str, run: str, timeout_s: float = 40.0) -> float | None:
-    """The value of ``name{run=...}`` on this node's Ray metrics endpoint (polls, bounded)."""
-    import time
-    import urllib.request
-
-    import ray
-
-    port = ray._private.worker._global_node.metrics_export_port
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-        for line in body.decode().splitlines():
-            if line.startswith(name + "{") and f'run="{run}"' in line:
-                return float(line.rsplit(" ", 1)[1])
-        time.sleep(1.0)
-    return None
 
 
 def test_half_written_checkpoint_is_skipped_on_resume(

@@ -34,7 +34,7 @@ class SweepProgress(Callback):
         self.best: float | None = None
         self._gauges: dict[str, Any] | None = None
         self._published = 0.0
-        self._stopped_early: set[str] = set()
+        self._finished: set[str] = set()  # trials whose last step was reported
 
     # ---------------------------------------------------------------- Tune hooks
 
@@ -43,6 +43,8 @@ class SweepProgress(Callback):
     ) -> None:
         row = self._row(trial)
         row.last = {k: result.get(k) for k in (self.metric, "epoch", "step") if k in result}
+        if finished_result(result):
+            self._finished.add(trial.trial_id)
         value = result.get(self.metric)
         if isinstance(value, int | float):
             if row.best is None or self._better(value, row.best):
@@ -52,10 +54,17 @@ class SweepProgress(Callback):
         self._changed(trials)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._changed(trials)
+        # Tune calls this before it marks the trial TERMINATED.
+        done = trial.trial_id in self._finished or finished_result(trial.last_result or {})
+        self._changed(trials, ended={trial.trial_id: "terminated" if done else "stopped_early"})
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._changed(trials)
+        self._changed(trials, ended={trial.trial_id: "errored"})
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        for trial in trials:  # every status and last result is final now
+            self._row(trial).status = state_of(trial)
+        self._changed([])
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._changed(trials)
@@ -78,10 +87,13 @@ class SweepProgress(Callback):
         row.config = dict(trial.config or {})
         return row
 
-    def _changed(self, trials: list[Any]) -> None:
+    def _changed(self, trials: list[Any], ended: dict[str, str] | None = None) -> None:
+        ended = ended or {}
         for trial in trials:
             row = self._row(trial)
-            row.status = state_of(trial)
+            if row.status in ("terminated", "stopped_early", "errored"):
+                continue  # final: Tune's status may lag behind what this callback saw
+            row.status = ended.get(trial.trial_id) or state_of(trial)
         if self.on_update is not None:
             with contextlib.suppress(Exception):  # the display must never stop the sweep
                 self.on_update(list(self.rows.values()))
@@ -117,12 +129,14 @@ class SweepProgress(Callback):
         return self._gauges
 
 
+def finished_result(result: dict[str, Any]) -> bool:
+    """The result of a trial's last step (the trial trained all its steps)."""
+    return int(result.get("step", 0)) >= int(result.get("total_steps", 1 << 62))
+
+
 def state_of(trial: Any) -> str:
     """Tune's trial status in raylift's words; a trial a scheduler stopped is stopped_early."""
     status = str(getattr(trial, "status", "PENDING")).lower()
-    if status == "terminated":
-        from raylift.tuning.sweep import finished
-
-        if not finished(getattr(trial, "last_result", {}) or {}):
-            return "stopped_early"
+    if status == "terminated" and not finished_result(getattr(trial, "last_result", {}) or {}):
+        return "stopped_early"
     return status

@@ -105,11 +105,11 @@ def tune_space(sweep: SweepSpec) -> dict[str, Any]:
 def overrides_for(config: dict[str, Any], sweep: SweepSpec) -> list[tuple[list[str], Any]]:
     """The (path, value) pairs a trial applies to the base spec: fixed ones, then sampled."""
     pairs = [(key.split("."), value) for key, value in sweep.trial.items()]
-    pairs += [(key.split("."), _plain(config[key])) for key in sweep.space if key in config]
+    pairs += [(key.split("."), plain_value(config[key])) for key in sweep.space if key in config]
     return pairs
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """numpy scalars (Tune's samplers) -> Python values the spec and YAML understand."""
     if hasattr(value, "item") and not isinstance(value, list | dict | str):
         return value.item()

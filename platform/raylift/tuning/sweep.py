@@ -259,12 +259,9 @@ def leaderboard(loaded: LoadedSweep, results: Any) -> dict[str, Any]:
 def _status(result: Any) -> str:
     if result.error:
         return "error"
-    return "done" if finished(result.metrics or {}) else "stopped early"
+    from raylift.tuning.progress import finished_result
 
-
-def finished(metrics: dict[str, Any]) -> bool:
-    """The trial trained all its steps (Tune's ``done`` is also set when a scheduler stops it)."""
-    return int(metrics.get("step", 0)) >= int(metrics.get("total_steps", 1 << 62))
+    return "done" if finished_result(result.metrics or {}) else "stopped early"
 
 
 def mark_stopped_early(loaded: LoadedSweep, rows: list[dict[str, Any]]) -> None:

@@ -57,8 +57,10 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
     pbt = sweep.scheduler.type == "pbt"
 
     final: list[dict[str, Any]] = []
+    reported: list[bool] = []
 
     def report(event: dict[str, Any]) -> None:
+        reported.append(True)
         metrics = {k: v for k, v in event.items() if isinstance(v, int | float | str | bool)}
         path = event.get("checkpoint")
         if pbt and path:
@@ -80,7 +82,7 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
     if donor is None:
         # A first start, or Tune restarting this trial: its own run folder resumes.
         resume = storage.read_text(storage.join(spec.run_dir, RECORD_FILE)) is not None
-        run_training(spec, resume=resume, on_event=to_tune)
+        outcome = run_training(spec, resume=resume, on_event=to_tune)
     else:
         # PBT exploit (or a restore under PBT): a fresh run from that checkpoint,
         # with this trial's (perturbed) hyperparameters.
@@ -90,7 +92,13 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
                 start_from = os.path.join(tmp, checkpoint_dir_name(step))
                 shutil.copytree(local, start_from)
             source = donor.path
-            run_training(spec, overwrite=True, on_event=to_tune, start_from=(start_from, source))
+            outcome = run_training(
+                spec, overwrite=True, on_event=to_tune, start_from=(start_from, source)
+            )
+    if not final and not reported and metric in outcome.best_metrics:
+        # Nothing left to train (the run had finished before Tune restarted this trial,
+        # e.g. its driver was killed right after): Tune still needs the trial's result.
+        final.append(outcome.best_metrics)
     for event in final:
         # done: the trial is complete, so no scheduler acts on this last result (PBT
         # would otherwise restart a finished trial from another's final checkpoint).

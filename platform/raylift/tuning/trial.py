@@ -47,7 +47,7 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
 
     from raylift.training.checkpoint import verify
     from raylift.training.resume import checkpoint_dir_name
-    from raylift.training.runs import RECORD_FILE
+    from raylift.training.runs import RECORD_FILE, RunRecord
     from raylift.training.trainer import run_training
 
     sweep = SweepSpec.model_validate(sweep_data)
@@ -79,6 +79,14 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
         report(event)
 
     donor = ray.tune.get_checkpoint()
+    done_before = RunRecord.load(spec.run_dir) if donor is None else None
+    if done_before is not None and done_before.status == "succeeded" and done_before.export:
+        # Finished and exported before Tune recorded it (its driver died in between):
+        # not run again; Tune gets the recorded final result.
+        result = dict(done_before.metrics)
+        result.setdefault(metric, done_before.best_metric.get("value"))
+        report({**result, "done": True})
+        return
     if donor is None:
         # A first start, or Tune restarting this trial: its own run folder resumes.
         resume = storage.read_text(storage.join(spec.run_dir, RECORD_FILE)) is not None

@@ -186,6 +186,14 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> tuple[Pa
     return json_path, md_path
 
 
+def publish(name: str, payload: dict[str, Any], markdown: str, *, write: bool = True) -> None:
+    """Write the results (unless ``write`` is False) and print the markdown table."""
+    if write:
+        json_path, md_path = write_results(name, payload, markdown)
+        log(f"wrote {json_path} and {md_path}")
+    print(markdown)
+
+
 def log(message: str) -> None:
     """Progress to stderr, so stdout holds only the final table."""
     print(message, file=sys.stderr, flush=True)

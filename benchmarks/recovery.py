@@ -57,7 +57,7 @@ from common import (  # benchmarks/ is not a package
     markdown_table,
     median,
     now_iso,
-    write_results,
+    publish,
 )
 
 NAME = "recovery"
@@ -1051,10 +1051,7 @@ def main() -> None:
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2)
-    if not args.no_write:
-        json_path, md_path = write_results(NAME, payload, markdown)
-        log(f"wrote {json_path} and {md_path}")
-    print(markdown)
+    publish(NAME, payload, markdown, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from common import (  # benchmarks/ is not a package
     markdown_table,
     median,
     now_iso,
-    write_results,
+    publish,
 )
 
 NAME = "train_overhead"
@@ -290,10 +290,7 @@ def main() -> None:
         "disturbed_runs": disturbed,
     }
     markdown = render(summary, config, machine, disturbed)
-    if not args.no_write:
-        json_path, md_path = write_results(NAME, payload, markdown)
-        log(f"wrote {json_path} and {md_path}")
-    print(markdown)
+    publish(NAME, payload, markdown, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from common import (  # benchmarks/ is not a package
     machine_info,
     markdown_table,
     now_iso,
-    write_results,
+    publish,
 )
 
 NAME = "tune_efficiency"
@@ -179,10 +179,7 @@ def main() -> None:
         "sides": sides,
         "summary": summary,
     }
-    if not args.no_write:
-        json_path, md_path = write_results(NAME, payload, markdown)
-        log(f"wrote {json_path} and {md_path}")
-    print(markdown)
+    publish(NAME, payload, markdown, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Both sweeps run the shipped ``jobs/sweeps/digits-asha.yaml`` space through
 ``raylift.tuning`` (trials are raylift runs of ``jobs/digits-mlp.yaml``, one
-worker each) on an embedded Ray. The trial configurations are sampled once (seeded)
-and handed to both sweeps as Tune's ``points_to_evaluate``; the random-search
-side runs every trial for all its epochs (FIFO), the ASHA side stops weak ones.
+worker each) on an embedded Ray. Both sides sample with the same seeded random searcher,
+so they draw the same configurations in the same order (checked after the
+run); the random-search side runs every trial for all its epochs (FIFO), the
+ASHA side stops weak ones.
 
 Per sweep: trial-epochs used (the sum over trials of the epochs each trained),
 wall time, the best validation accuracy. Headlines: ``compute_fraction`` (ASHA's
@@ -25,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -47,7 +47,7 @@ GAP_GOAL_PTS = 0.5
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12, help="trial configurations")
+    parser.add_argument("--trials", type=int, default=16, help="trial configurations")
     parser.add_argument("--epochs", type=int, default=16, help="epochs of a full trial")
     parser.add_argument("--concurrent", type=int, default=2, help="trials at once")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -55,32 +55,16 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def sample_points(loaded: Any, count: int, seed: int) -> list[dict[str, Any]]:
-    """``count`` configurations from the sweep's space, the same for both sides."""
-    import numpy as np
-    from ray.tune.search.variant_generator import generate_variants
-
-    from raylift.tuning.space import plain_value, tune_space
-
-    state = np.random.RandomState(seed)
-    points = []
-    for _ in range(count):
-        _, config = next(generate_variants(tune_space(loaded.sweep), random_state=state))
-        points.append({key: plain_value(value) for key, value in config.items()})
-    return points
-
-
-def run_side(kind: str, args: argparse.Namespace, points: list[dict[str, Any]], root: str) -> dict:
-    from ray.tune.search import BasicVariantGenerator
-
-    from raylift.tuning import sweep as sweep_module
+def run_side(kind: str, args: argparse.Namespace, root: str) -> dict:
     from raylift.tuning.sweep import load_sweep, run_sweep
 
     overrides = [
         f"storage.path={root}",
         f"name=bench-{kind}",
-        f"num_samples={len(points)}",
+        f"num_samples={args.trials}",
         f"max_concurrent={args.concurrent}",
+        "search.type=random",
+        f"search.seed={args.seed}",
         f"trial.train.epochs={args.epochs}",
         "trial.train.checkpoint_every_epochs=1",
         "trial.train.log_every_steps=1000",
@@ -88,20 +72,9 @@ def run_side(kind: str, args: argparse.Namespace, points: list[dict[str, Any]], 
         f"scheduler.type={'asha' if kind == 'asha' else 'fifo'}",
     ]
     loaded = load_sweep(str(SWEEP), overrides)
-
-    def fixed_points(_: Any) -> Any:  # both sides evaluate exactly these configurations
-        return BasicVariantGenerator(
-            points_to_evaluate=[dict(p) for p in points], max_concurrent=args.concurrent
-        )
-
-    original = sweep_module.make_searcher
-    sweep_module.make_searcher = fixed_points
-    try:
-        began = time.perf_counter()
-        record = run_sweep(loaded)
-        wall = time.perf_counter() - began
-    finally:
-        sweep_module.make_searcher = original
+    began = time.perf_counter()
+    record = run_sweep(loaded)
+    wall = time.perf_counter() - began
     trials_dir = Path(loaded.sweep.sweep_dir) / "trials"
     own = []
     for trial in record["trials"]:
@@ -130,19 +103,20 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from raylift.cluster import connect
-    from raylift.tuning.sweep import load_sweep
 
-    loaded = load_sweep(str(SWEEP))
-    points = sample_points(loaded, args.trials, args.seed)
     connect(None)
     sides = {}
     with tempfile.TemporaryDirectory(prefix="rl-tune-bench-") as root:
         for kind in ("random", "asha"):
-            log(f"{kind}: {len(points)} trials x up to {args.epochs} epochs")
-            sides[kind] = run_side(kind, args, points, root)
+            log(f"{kind}: {args.trials} trials x up to {args.epochs} epochs")
+            sides[kind] = run_side(kind, args, root)
             log(f"  {sides[kind]['trial_epochs']} trial-epochs, {sides[kind]['wall_s']} s, best "
                 f"{sides[kind]['best_val_accuracy']}")  # fmt: skip
     random, asha = sides["random"], sides["asha"]
+    configs = {kind: sorted(json.dumps(t["config"], sort_keys=True) for t in side["trials"])
+               for kind, side in sides.items()}  # fmt: skip
+    if configs["random"] != configs["asha"]:
+        raise SystemExit("the two sides sampled different configurations; not comparable")
     compute = asha["trial_epochs"] / max(random["trial_epochs"], 1)
     gap = 100 * (random["best_val_accuracy"] - asha["best_val_accuracy"])
     ideal = sum(random["finished_trial_run_s"]) / args.concurrent
@@ -175,7 +149,7 @@ def main() -> None:
         "benchmark": NAME,
         "machine": machine_info(),
         "date": now_iso(),
-        "config": vars(args) | {"points": points},
+        "config": vars(args) | {"configurations": [json.loads(c) for c in configs["random"]]},
         "sides": sides,
         "summary": summary,
     }

@@ -51,10 +51,9 @@ def test_asha_with_optuna_survives_a_killed_driver_and_exports_the_winner(
     command = tune_command(
         storage,
         "num_samples=4",
-        "max_concurrent=1",
+        "max_concurrent=2",
         "search.type=optuna",
         "scheduler.max_t=3",
-        "scheduler.grace_period=1",
     )
     # Kill the whole driver process group once the first trial has finished.
     log = (tmp_path / "first.log").open("w")

@@ -151,6 +151,26 @@ def test_submit_digits_follow_succeeds_and_exports_to_cluster_storage(dev: Dev) 
     assert waited.returncode == 0
 
 
+def test_submit_a_sweep_runs_it_on_the_cluster_and_exports_the_winner(dev: Dev) -> None:
+    done = dev.cli(
+        "submit",
+        "jobs/sweeps/digits-asha.yaml",
+        "--address",
+        dev.url,
+        *("--set", "num_samples=2", "--set", "max_concurrent=2", "--set", "scheduler.type=fifo"),
+        *("--set", "trial.train.epochs=1", "--set", "trial.train.checkpoint_every_epochs=1"),
+        "--follow",
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    assert done.stdout.splitlines()[0].strip().startswith("raylift-digits-asha-")
+    assert "leaderboard" in done.stdout and "SUCCEEDED" in done.stderr
+    sweep_dir = dev.storage / "digits-asha"  # the cluster's storage: `cluster up --storage`
+    summary = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [t["status"] for t in summary["trials"]] == ["done", "done"]
+    exported = load_export(str(sweep_dir / "best" / "model"))
+    assert exported.metrics["val_accuracy"] == summary["best"]["best"]
+
+
 def test_stop_checkpoints_then_the_job_is_stopped(dev: Dev) -> None:
     submitted = dev.cli(
         "submit",

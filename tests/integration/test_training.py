@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,23 @@ def digits_spec(storage: Path, name: str, **train: Any) -> dict[str, Any]:
     }
 
 
-def test_two_workers_train_digits_and_export(tmp_path: Path) -> None:
+# Checkpoint cadence does not change the training math: the reference run
+# checkpoints every 20 steps so that the crash tests below can compare to it.
+EVERY_20_STEPS = {"checkpoint_every_steps": 20, "checkpoint_every_epochs": None}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One uninterrupted 2-worker digits run, shared by the tests that compare to it."""
+    storage = tmp_path_factory.mktemp("reference")
     events: list[dict[str, Any]] = []
-    spec = spec_from_dict(digits_spec(tmp_path, "digits"))
+    spec = spec_from_dict(digits_spec(storage, "digits", **EVERY_20_STEPS))
     outcome = run_training(spec, on_event=events.append)
+    return {"spec": spec, "outcome": outcome, "events": events, "storage": storage}
+
+
+def test_two_workers_train_digits_and_export(reference: dict[str, Any]) -> None:
+    outcome, events = reference["outcome"], reference["events"]
 
     assert outcome.best_metrics["val_accuracy"] >= 0.9
     assert {e["world_size"] for e in events} == {2}
@@ -60,14 +74,11 @@ def test_two_workers_train_digits_and_export(tmp_path: Path) -> None:
     assert exported.manifest["preprocessing"]["type"] == "standardize"
 
 
-def test_resume_continues_at_the_saved_step_and_matches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_crash_resume_skips_a_half_written_checkpoint_and_matches_the_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: dict[str, Any]
 ) -> None:
-    overrides = {"checkpoint_every_steps": 20, "checkpoint_every_epochs": None}
-    reference = run_training(spec_from_dict(digits_spec(tmp_path, "ref", **overrides)))
-
     spec = spec_from_dict(
-        {**digits_spec(tmp_path, "crashy", **overrides), "failure": {"max_failures": 0}}
+        {**digits_spec(tmp_path, "crashy", **EVERY_20_STEPS), "failure": {"max_failures": 0}}
     )
     monkeypatch.setenv(FAULT_ENV, "50")
     with pytest.raises(TrainingError, match="injected failure at step 50"):
@@ -75,19 +86,27 @@ def test_resume_continues_at_the_saved_step_and_matches(
     record = RunRecord.load(spec.run_dir)
     assert record is not None and record.status == "failed"
     assert record.error is not None and "injected failure at step 50" in record.error
-    kept = sorted(p.name for p in Path(spec.run_dir).glob("checkpoint_*") if p.is_dir())
-    assert kept and kept[-1] == "checkpoint_00000040"  # failures keep the checkpoints
+    run_dir = Path(spec.run_dir)
+    kept = sorted(p.name for p in run_dir.glob("checkpoint_*") if p.is_dir())
+    assert kept == ["checkpoint_00000020", "checkpoint_00000040"]  # failures keep them
+    # A preemption checkpoint at step 50 cut off mid-write (so Ray never registered
+    # it): its state is there, the manifest that seals it is not.
+    torn = run_dir / "checkpoint_00000050"
+    shutil.copytree(run_dir / kept[-1], torn)
+    (torn / "manifest.json").unlink()
 
     monkeypatch.delenv(FAULT_ENV)
     events: list[dict[str, Any]] = []
     resumed = run_training(spec, resume=True, on_event=events.append)
 
-    assert events[0]["step"] > 40, "the resumed run restarted from scratch"
+    assert events[0]["resumed_from_step"] == 40, "did not resume from the newest sealed one"
     assert events[0]["restarts"] == 1
-    assert resumed.metrics["step"] == reference.metrics["step"]
-    assert resumed.metrics["samples_seen"] == reference.metrics["samples_seen"]
-    assert resumed.metrics["lr"] == pytest.approx(reference.metrics["lr"], abs=1e-9)
-    assert resumed.metrics["val_loss"] == pytest.approx(reference.metrics["val_loss"], rel=1e-3)
+    assert not torn.exists(), "the half-written checkpoint was left behind"
+    expected = reference["outcome"].metrics
+    assert resumed.metrics["step"] == expected["step"]
+    assert resumed.metrics["samples_seen"] == expected["samples_seen"]
+    assert resumed.metrics["lr"] == pytest.approx(expected["lr"], abs=1e-9)
+    assert resumed.metrics["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-3)
     record = RunRecord.load(spec.run_dir)
     assert record is not None and record.status == "succeeded" and record.attempts == 2
     [recovery] = record.recoveries
@@ -98,14 +117,7 @@ def test_restart_resumes_from_the_checkpoint_reported_just_before_the_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = spec_from_dict(
-        digits_spec(
-            tmp_path,
-            "late",
-            epochs=3,
-            checkpoint_every_steps=20,
-            checkpoint_every_epochs=None,
-            log_every_steps=5,
-        )
+        digits_spec(tmp_path, "late", epochs=3, log_every_steps=5, **EVERY_20_STEPS)
     )
     monkeypatch.setenv(FAULT_ENV, "41")  # one step after the checkpoint at 40
     events: list[dict[str, Any]] = []
@@ -123,40 +135,19 @@ def test_restart_resumes_from_the_checkpoint_reported_just_before_the_failure(
         assert scrape_metric("ray_raylift_train_steps_lost_total", run="late") == float(lost)
 
 
-def test_half_written_checkpoint_is_skipped_on_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spec = spec_from_dict(
-        {
-            **digits_spec(
-                tmp_path, "torn", epochs=3, checkpoint_every_steps=20, checkpoint_every_epochs=None
-            ),
-            "failure": {"max_failures": 0},
-        }
-    )
-    monkeypatch.setenv(FAULT_ENV, "45")
-    with pytest.raises(TrainingError):
-        run_training(spec)
-    monkeypatch.delenv(FAULT_ENV)
-    newest = Path(spec.run_dir) / "checkpoint_00000040"
-    assert (newest / "manifest.json").exists()
-    # A crash while writing: the state is there but the manifest that seals it is not.
-    (newest / "manifest.json").unlink()
-    events: list[dict[str, Any]] = []
-    outcome = run_training(spec, resume=True, on_event=events.append)
-    assert events[0]["resumed_from_step"] == 20
-    assert outcome.metrics["step"] == 3 * 22
-
-
-def test_existing_run_needs_resume_or_overwrite(tmp_path: Path) -> None:
+def test_existing_run_needs_resume_or_overwrite(tmp_path: Path, reference: dict[str, Any]) -> None:
     from raylift.errors import StorageError
 
-    spec = spec_from_dict(digits_spec(tmp_path, "twice", epochs=1, checkpoint_every_epochs=1))
-    run_training(spec)
+    shutil.copytree(reference["storage"] / "digits", tmp_path / "digits")
+    spec = spec_from_dict(digits_spec(tmp_path, "digits", epochs=1, checkpoint_every_epochs=1))
     with pytest.raises(StorageError, match="--resume"):
         run_training(spec)
     outcome = run_training(spec, overwrite=True)
     assert outcome.metrics["step"] == 22
+    record = RunRecord.load(spec.run_dir)
+    assert record is not None and record.attempts == 1 and record.status == "succeeded"
+    steps = sorted(p.name for p in Path(spec.run_dir).glob("checkpoint_*") if p.is_dir())
+    assert steps == ["checkpoint_00000022"], "the old run's checkpoints survived --overwrite"
 
 
 @pytest.fixture(scope="module")

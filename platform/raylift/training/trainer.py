@@ -79,7 +79,7 @@ def build_trainer(
 ) -> Any:
     """The TorchTrainer for ``spec`` (Train V2); ``stop_key``: see ``stop.py``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
     from raylift.training.loop import FAULT_ENV, train_loop_per_worker
     from raylift.training.preemption import SigtermCheckpoint
@@ -93,7 +93,7 @@ def build_trainer(
     resources = scaling.resources_per_worker
     if resources is None:
         resources = {"CPU": 1, "GPU": 1} if scaling.use_gpu else {"CPU": 1}
-    return TorchTrainer(
+    return _trainer_class()(
         train_loop_per_worker,
         train_loop_config={
             "spec": resolved,
@@ -126,6 +126,27 @@ def build_trainer(
             callbacks=[ElasticRecovery(), SigtermCheckpoint(), *(callbacks or [])],
         ),
     )
+
+
+def _trainer_class() -> type:
+    """``TorchTrainer`` less the Ray Data plumbing that raylift never uses.
+
+    Train V2 starts a ``DatasetManager`` actor (a new process importing Ray Data)
+    at every worker-group start, datasets or not; on a restart it competes for CPU
+    with the new workers. raylift hands data to the workers through the object
+    store, so a trainer given no ``datasets`` drops that callback.
+    """
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+
+    class Trainer(TorchTrainer):
+        def _create_default_callbacks(self) -> list[Any]:
+            callbacks = super()._create_default_callbacks()
+            if self.datasets:
+                return callbacks
+            return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
+
+    return Trainer
 
 
 @dataclass

@@ -128,6 +128,8 @@ def _known_keys(base: type[BaseModel], loc: list[str], params_model: str | None)
     """Field names of the model found at ``loc`` inside ``base`` (empty if unknown)."""
     cls: Any = base
     for i, part in enumerate(loc):
+        if part.isdigit():  # an index into a list of models
+            continue
         if part == "params" and params_model is not None and i == len(loc) - 1:
             return _registry_params_fields(params_model)
         field = getattr(cls, "model_fields", {}).get(part)
@@ -143,7 +145,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
+    if origin in (typing.Union, types.UnionType, list):
         for arg in typing.get_args(annotation):
             found = _model_in(arg)
             if found is not None:

@@ -24,19 +24,41 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def set_dotted(data: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
-    """A copy of ``data`` with ``path`` set to ``value`` (creating mappings on the way)."""
+    """A copy of ``data`` with ``path`` set to ``value`` (creating mappings on the way).
+
+    A numeric part indexes a list: ``models.0.quantize=int8``.
+    """
     result = copy.deepcopy(data)
-    node = result
-    for i, part in enumerate(path[:-1]):
+    node: Any = result
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            index = _list_index(node, part, path, i)
+            if last:
+                node[index] = value
+            node = node[index]
+            continue
+        if last:
+            node[part] = value
+            break
         child = node.get(part)
         if child is None:
             child = node[part] = {}
-        elif not isinstance(child, dict):
+        elif not isinstance(child, dict | list):
             where = ".".join(path[: i + 1])
             raise SpecError(f"cannot set {'.'.join(path)}: {where} is not a mapping")
         node = child
-    node[path[-1]] = value
     return result
+
+
+def _list_index(items: list[Any], part: str, path: list[str], i: int) -> int:
+    where = ".".join(path[:i]) or "the top level"
+    if not part.isdigit() or int(part) >= len(items):
+        raise SpecError(
+            f"cannot set {'.'.join(path)}: {where} is a list of {len(items)}; "
+            f"use an index from 0 to {len(items) - 1}"
+        )
+    return int(part)
 
 
 def get_dotted(data: dict[str, Any], path: list[str]) -> Any:

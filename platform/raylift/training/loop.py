@@ -39,6 +39,10 @@ class LoopState:
     # Checkpoints on storage that Ray never registered (so Ray will not prune them).
     orphans: list[str] = field(default_factory=list)
     best: dict[str, Any] | None = None  # {"value", "step"} of the kept best checkpoint
+    # Folders Ray registered that no longer verify (lost or damaged on storage after
+    # Ray took them): Ray will prune them later, so no new checkpoint may be written
+    # under one of these names (Ray's pruning would delete it).
+    unusable: list[str] = field(default_factory=list)
     # Where this attempt's start-up went (seconds), reported with its first step.
     startup: dict[str, float] = field(default_factory=dict)
     # Tells attempts apart in the reports (two restarts from the same checkpoint
@@ -94,8 +98,9 @@ def _resume_state(
     Ray's own latest checkpoint (``registered``) can be older than the newest on
     storage (reported just before a failure, before the controller registered
     it), so look at storage. Rank 0 deletes half-written folders newer than the
-    one chosen, and remembers a chosen folder Ray does not know as an orphan to
-    prune later (Ray only prunes what it registered).
+    one chosen that Ray does not know, keeps those Ray registered (Ray prunes them;
+    their names are not reused), and remembers a chosen folder Ray does not know
+    as an orphan to prune later (Ray only prunes what it registered).
     """
     run_dir = _run_dir(spec)
     name = None
@@ -110,6 +115,8 @@ def _resume_state(
             for folder in incomplete:
                 if resume.step_of(folder) > newest_registered:
                     resume.remove_checkpoint(run_dir, folder)
+                else:
+                    loop.unusable.append(folder)
             loop.orphans = [o for o in state.get("orphans", []) if o != name]
             if resume.step_of(name) > newest_registered:
                 loop.orphans.append(name)
@@ -332,7 +339,7 @@ def _report_checkpoint(
 
     with tempfile.TemporaryDirectory(prefix="raylift-ckpt-") as directory:
         checkpoint = None
-        if rank == 0:
+        if rank == 0 and resume.checkpoint_dir_name(state.step) not in state.unusable:
             payload = {
                 "model": setup.unwrapped.state_dict(),
                 "optimizer": setup.optimizer.state_dict(),

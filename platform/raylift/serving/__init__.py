@@ -1,0 +1,1 @@
+"""Serving trained exports with Ray Serve: protocols, batching, quantization, metrics."""

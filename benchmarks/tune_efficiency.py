@@ -47,7 +47,7 @@ GAP_GOAL_PTS = 0.5
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16, help="trial configurations")
+    parser.add_argument("--trials", type=int, default=24, help="trial configurations")
     parser.add_argument("--epochs", type=int, default=16, help="epochs of a full trial")
     parser.add_argument("--concurrent", type=int, default=2, help="trials at once")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")

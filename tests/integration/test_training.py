@@ -94,7 +94,9 @@ def test_crash_resume_skips_a_half_written_checkpoint_and_matches_the_uninterrup
     torn = run_dir / "checkpoint_00000050"
     shutil.copytree(run_dir / kept[-1], torn)
     (torn / "manifest.json").unlink()
-    # And step 40, which Ray did register, was damaged on storage afterwards.
+    # And step 40, which Ray did register (its snapshot lists it), was damaged on
+    # storage afterwards: Ray will prune that folder later.
+    assert kept[-1] in (run_dir / "checkpoint_manager_snapshot.json").read_text()
     (run_dir / kept[-1] / "manifest.json").unlink()
 
     monkeypatch.delenv(FAULT_ENV)

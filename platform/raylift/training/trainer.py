@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -128,6 +129,7 @@ def build_trainer(
     )
 
 
+@functools.cache
 def _trainer_class() -> type:
     """``TorchTrainer`` less the Ray Data plumbing that raylift never uses.
 

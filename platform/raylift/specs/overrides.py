@@ -30,24 +30,22 @@ def set_dotted(data: dict[str, Any], path: list[str], value: Any) -> dict[str, A
     """
     result = copy.deepcopy(data)
     node: Any = result
-    for i, part in enumerate(path):
-        last = i == len(path) - 1
+    for i, part in enumerate(path[:-1]):
         if isinstance(node, list):
-            index = _list_index(node, part, path, i)
-            if last:
-                node[index] = value
-            node = node[index]
-            continue
-        if last:
-            node[part] = value
-            break
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict | list):
+            child = node[_list_index(node, part, path, i)]
+        else:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+        if not isinstance(child, dict | list):
             where = ".".join(path[: i + 1])
             raise SpecError(f"cannot set {'.'.join(path)}: {where} is not a mapping")
         node = child
+    last = path[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, path, len(path) - 1)] = value
+    else:
+        node[last] = value
     return result
 
 

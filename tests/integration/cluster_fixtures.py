@@ -21,6 +21,8 @@ when ``fit()`` starts, so setting them here, before the run, is enough:
 
 ``RAY_TMPDIR`` points at a short private folder, so the cluster's sessions,
 sockets and ``ray_current_cluster`` file never touch another Ray on this host.
+It is removed afterwards unless ``RAYLIFT_KEEP_CLUSTER_TMP`` is set (to read the
+Ray logs of a failed test; ``ray_log_lines`` quotes some in failure messages).
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ def elastic_cluster() -> Iterator[Any]:
         # Cluster writes <RAY_TMPDIR>/ray/ray_current_cluster; a killed run leaves it.
         with contextlib.suppress(OSError):
             os.remove(os.path.join(root, "ray", "ray_current_cluster"))
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("RAYLIFT_KEEP_CLUSTER_TMP"):
+            shutil.rmtree(root, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -114,6 +117,24 @@ def _train_env_vars() -> dict[str, str]:
     from ray.train.v2._internal.constants import get_env_vars_to_propagate
 
     return get_env_vars_to_propagate()
+
+
+def ray_log_lines(pattern: str, limit: int = 40) -> list[str]:
+    """Lines matching ``pattern`` in this cluster's Ray logs (for failure messages)."""
+    import glob
+    import re
+
+    root = os.environ.get("RAY_TMPDIR", "")
+    regex = re.compile(pattern)
+    found: list[str] = []
+    for path in sorted(glob.glob(os.path.join(root, "ray", "session_*", "logs", "*"))):
+        with contextlib.suppress(OSError), open(path, errors="replace") as lines:
+            found += [
+                f"{os.path.basename(path)}: {line.strip()[:300]}"
+                for line in lines
+                if regex.search(line) and "Reporting training result" not in line
+            ]
+    return found[-limit:]
 
 
 def worker_nodes(cluster: Any) -> list[Any]:
@@ -137,6 +158,25 @@ def node_hosting(cluster: Any, actor_title: str) -> Any | None:
             if node is not None:
                 return node
     return None
+
+
+def wait_for_actor_process(title: str, timeout: float) -> bool:
+    """Wait until a process titled ``ray::<title>`` runs (its constructor has returned).
+
+    Train starts a ``PreemptionWatcher`` actor at each worker-group start; on a
+    loaded machine its process can take seconds to come up, and a drain issued
+    before then is only seen when it does.
+    """
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if cmdline and cmdline[0].strip() == f"ray::{title}":
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def train_worker_processes(cluster: Any) -> list[Any]:

@@ -17,7 +17,9 @@ from cluster_fixtures import (  # noqa: F401 - elastic_cluster is a fixture
     EventLog,
     elastic_cluster,
     node_hosting,
+    ray_log_lines,
     train_worker_processes,
+    wait_for_actor_process,
     worker_nodes,
 )
 
@@ -59,15 +61,22 @@ def elastic_spec(storage: Path, name: str, epochs: int, **train: Any) -> dict[st
 def wait_event(log: EventLog, run: BackgroundRun, what: str, predicate: Any, since: int) -> int:
     index = log.wait_for(predicate, timeout=WAIT_S, since=since, stop=lambda: run.done)
     if index is None:
+        start = log.times[0] if log.times else 0.0
         seen = [
-            {k: e.get(k) for k in ("step", "world_size", "restarts", "resumed_from_step")}
+            {"t": round(t - start, 1)}
+            | {k: e.get(k) for k in ("step", "world_size", "restarts", "resumed_from_step")}
             | ({"reason": e["checkpoint_reason"]} if "checkpoint_reason" in e else {})
-            for e in log.events[since:]
-            if e.get("checkpoint") or "resumed_from_step" in e
+            for i, (e, t) in enumerate(zip(log.events, log.times, strict=True))
+            if i >= since
+            and (e.get("checkpoint") or e.get("restarts") != log.events[i - 1].get("restarts"))
         ]
+        last = round(log.times[-1] - start, 1) if log.times else None
+        pattern = r"(?i)preemption|drain|deadline|restarting|Traceback|Error:"
+        ray_log = "\n".join(ray_log_lines(pattern))
         pytest.fail(
             f"no event: {what}; checkpoints and restarts since: {seen}; "
-            f"finished: {run.done} {run.error!r}"
+            f"last event at t={last} s; finished: {run.done} {run.error!r}\n"
+            f"Ray log lines:\n{ray_log}"
         )
     return index
 
@@ -199,6 +208,8 @@ def test_preemption_notice_checkpoints_before_the_node_goes(
     run = BackgroundRun(lambda: run_training(spec, on_event=log)).start()
 
     wait_event(log, run, "step 26", lambda e: e["world_size"] == 2 and e["step"] >= 26, 0)
+    # Ray's drain watcher must be up, or the notice arrives after the deadline below.
+    assert wait_for_actor_process("PreemptionWatcher", timeout=60), "no PreemptionWatcher"
     victim = worker_nodes(elastic_cluster)[-1]
     before = len(log)
     gcs = ray._raylet.GcsClient(address=elastic_cluster.address)
@@ -212,6 +223,7 @@ def test_preemption_notice_checkpoints_before_the_node_goes(
         deadline_ms,
     )
     assert accepted, why
+    print(f"drain at t={time.monotonic() - log.times[0]:.1f} s, step {log.events[-1]['step']}")
     saved = wait_event(
         log,
         run,

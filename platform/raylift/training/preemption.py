@@ -19,7 +19,7 @@ Two warnings reach a training worker before it is taken away:
 A graceful stop comes from the driver (``stop.py``): rank 0 finds the request
 in Ray's key-value store at a check; the workers checkpoint and end the run.
 
-A fourth request comes from the controller: before growing the group (a node
+A fourth request comes from the controller: before resizing the group (a node
 came back), ``recovery.py`` asks the workers to checkpoint, so the restart at
 the bigger size loses nothing.
 

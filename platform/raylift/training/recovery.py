@@ -11,16 +11,20 @@ loss to training on the survivors; growing back waited for the next 20 s tick.
 ``ElasticRecovery`` is a controller callback that, in the controller's
 process only, makes the policy ask the coordinator to recompute its view
 (``get_reserved_resources(recompute=True)``) whenever it decides a size, drop
-the cached answer when a running group stops, and leave out nodes that are
-draining (a node being preempted must not get the restarted workers). Together
+the cached answer when a running group stops, and, when it sizes a restart,
+leave out nodes that are draining (a node being preempted must not get the
+restarted workers). A running group is not shrunk because a node is draining:
+that restart would come before Train's preemption notice has let the workers
+checkpoint, and lose the steps since the last periodic one. Together
 with a 10 s start timeout (``raylift.cluster.WORKER_ENV_DEFAULTS``) a node loss
 is back to training in 10-20 s on this 2-core machine (benchmarks/recovery.py).
 
 Growing is a restart too, from the latest checkpoint. Before returning a
-decision to grow, the patched policy asks the workers to checkpoint (through
-each worker actor's ``execute``; see ``preemption.py``) and holds the decision
-until that checkpoint is reported (at most ``GROW_CHECKPOINT_WAIT_S``), so a
-grow loses no steps.
+decision to resize a running group (grow, or shrink should Ray's policy ever
+decide one), the patched policy asks the workers to checkpoint (through each
+worker actor's ``execute``; see ``preemption.py``) and holds the decision until
+that checkpoint is reported (at most ``RESIZE_CHECKPOINT_WAIT_S``), so a resize
+loses no steps.
 
 A node that dies without warning (SIGKILL, power loss) stays alive in the
 GCS until it misses ``health_check_failure_threshold`` health checks, seconds
@@ -46,7 +50,7 @@ from ray.train.v2._internal.execution.callback import ControllerCallback, Report
 logger = logging.getLogger(__name__)
 
 _MARK = "_raylift_fresh_view"
-GROW_CHECKPOINT_WAIT_S = 30.0
+RESIZE_CHECKPOINT_WAIT_S = 30.0
 # A raylet that does not accept a connection within this long is taken for dead
 # when a restart is sized (the GCS will say so a few seconds later anyway).
 RAYLET_PROBE_TIMEOUT_S = 0.5
@@ -91,7 +95,7 @@ def install() -> bool:
     running = policy.make_decision_for_running_worker_group
 
     def make_decision_for_non_running_worker_group(self: Any) -> Any:
-        self._raylift_pending_grow = None
+        self._raylift_pending_resize = None
         if getattr(self, "_raylift_was_running", False):
             # The group just stopped: an answer cached while it ran is stale.
             self._raylift_was_running = False
@@ -106,16 +110,16 @@ def install() -> bool:
         self: Any, worker_group_state: Any, worker_group_status: Any
     ) -> Any:
         self._raylift_was_running = True
-        pending = getattr(self, "_raylift_pending_grow", None)
+        pending = getattr(self, "_raylift_pending_resize", None)
         if pending is not None:
-            return _finish_grow(self, pending)
+            return _finish_resize(self, pending)
         decision = running(self, worker_group_state, worker_group_status)
-        growing = (
+        resizing = (
             isinstance(decision, elastic.ResizeDecision)
-            and decision.num_workers > worker_group_state.num_workers
+            and decision.num_workers != worker_group_state.num_workers
         )
-        if growing and _request_checkpoint(worker_group_state.workers):
-            self._raylift_pending_grow = (elastic.time_monotonic(), decision)
+        if resizing and _request_checkpoint(worker_group_state.workers):
+            self._raylift_pending_resize = (elastic.time_monotonic(), decision)
             return elastic.NoopDecision()
         return decision
 
@@ -131,9 +135,11 @@ def install() -> bool:
                 ),
                 timeout=elastic.AUTOSCALING_REQUESTS_GET_TIMEOUT_S,
             )
-            reserved = without_draining_nodes(reserved)
             if getattr(self, "_raylift_sizing_restart", False):
-                reserved = without_unreachable_nodes(reserved)
+                # Only a restart leaves out draining nodes: a running group keeps
+                # its drained node until it goes, so that Train's preemption notice
+                # gets the workers a checkpoint first (preemption.py).
+                reserved = without_unreachable_nodes(without_draining_nodes(reserved))
         except Exception:
             logger.warning("raylift: could not get the reserved resources", exc_info=True)
         finally:
@@ -156,12 +162,12 @@ def _request_checkpoint(workers: list[Any]) -> bool:
         for worker in workers:
             worker.execute_async(request_resize_checkpoint)
     except Exception:
-        logger.warning("raylift: could not ask for a checkpoint before growing", exc_info=True)
+        logger.warning("raylift: could not ask for a checkpoint before resizing", exc_info=True)
         return False
     return True
 
 
-def _finish_grow(policy: Any, pending: tuple[float, Any]) -> Any:
+def _finish_resize(policy: Any, pending: tuple[float, Any]) -> Any:
     """The held grow decision once a checkpoint is registered (or the wait is over).
 
     Registered means every rank reported it (``after_report``): returning the
@@ -172,8 +178,8 @@ def _finish_grow(policy: Any, pending: tuple[float, Any]) -> Any:
 
     asked_at, decision = pending
     registered = _resize_checkpoint_registered_at >= asked_at
-    if registered or elastic.time_monotonic() - asked_at > GROW_CHECKPOINT_WAIT_S:
-        policy._raylift_pending_grow = None
+    if registered or elastic.time_monotonic() - asked_at > RESIZE_CHECKPOINT_WAIT_S:
+        policy._raylift_pending_resize = None
         return decision
     return elastic.NoopDecision()
 

@@ -110,3 +110,19 @@ class ExportError(RayliftError):
 
 class TrainingError(RayliftError):
     """A training run failed."""
+
+
+class QuantizationRefused(RayliftError):
+    """int8 quantization loses more accuracy than the spec allows; nothing was deployed."""
+
+    exit_code = 2
+
+
+class ServeError(RayliftError):
+    """A Serve application failed to deploy or to run."""
+
+
+class UnknownApplication(ServeError):
+    """No Serve application of that name on the cluster."""
+
+    exit_code = 2

@@ -12,6 +12,7 @@ from raylift.cli.common import State
 from raylift.cli.jobs import jobs, submit
 from raylift.cli.report import report
 from raylift.cli.runs import runs
+from raylift.cli.serve import serve
 from raylift.cli.train import train, validate
 from raylift.cli.tune import tune
 
@@ -39,6 +40,7 @@ cli.add_command(submit)
 cli.add_command(jobs)
 cli.add_command(tune)
 cli.add_command(report)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
 """The Open Inference Protocol (KServe V2) on the wire: infer requests in, responses out.
 
 Pure functions over bytes and numpy, no Serve: the deployment calls them. Inputs
-come as JSON tensors (``data`` flat or nested, row-major) or with the binary
-tensor extension that ``tritonclient`` uses by default (a JSON header of
-``Inference-Header-Content-Length`` bytes, then each input's raw little-endian
-bytes, sized by its ``parameters.binary_data_size``). Every problem with a
+come as JSON tensors (``data`` flat or nested, row-major; UTF-8 strings for
+``BYTES``) or with the binary tensor extension that ``tritonclient`` uses by
+default (a JSON header of ``Inference-Header-Content-Length`` bytes, then each
+input's raw little-endian bytes, sized by its ``parameters.binary_data_size``;
+``BYTES`` elements each with a 4-byte length prefix). Every problem with a
 request is a :class:`RequestError` carrying a 4xx status and a message that
 names the input and what was wrong; nothing here raises anything else for bad
 client input.
@@ -134,6 +135,8 @@ def _decode_tensor(
 ) -> tuple[np.ndarray, int]:
     name = spec.name
     datatype = item.get("datatype")
+    if spec.datatype == "BYTES" or datatype == "BYTES":
+        return _decode_bytes_tensor(item, spec, binary, offset)
     if datatype not in DTYPES:
         raise RequestError(
             f"input {name!r}: datatype {datatype!r} is not one this model takes "
@@ -141,11 +144,7 @@ def _decode_tensor(
         )
     if datatype == "BOOL" and spec.datatype != "BOOL":
         raise RequestError(f"input {name!r}: BOOL given, {spec.datatype} expected")
-    shape = item.get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise RequestError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    shape = _shape_of(item, name)
     _check_shape(name, tuple(shape), spec.shape)
     count = math.prod(shape)
     size = (item.get("parameters") or {}).get("binary_data_size")
@@ -170,6 +169,68 @@ def _decode_tensor(
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise RequestError(f"input {name!r}: NaN or infinity is not allowed")
     return array, offset
+
+
+def _decode_bytes_tensor(
+    item: dict[str, Any], spec: TensorSpec, binary: bytes, offset: int
+) -> tuple[np.ndarray, int]:
+    """A BYTES tensor of UTF-8 strings: JSON strings, or 4-byte-length-prefixed binary."""
+    name = spec.name
+    if item.get("datatype") != "BYTES" or spec.datatype != "BYTES":
+        raise RequestError(
+            f"input {name!r}: datatype {item.get('datatype')!r} given, {spec.datatype} expected"
+        )
+    shape = _shape_of(item, name)
+    _check_shape(name, tuple(shape), spec.shape)
+    count = math.prod(shape)
+    size = (item.get("parameters") or {}).get("binary_data_size")
+    values: list[Any]
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise RequestError(
+                f"input {name!r}: binary_data_size {size!r} runs past the {len(binary)} "
+                "bytes of binary data"
+            )
+        values, end, cursor = [], offset + size, offset
+        while cursor < end:
+            if cursor + 4 > end:
+                raise RequestError(f"input {name!r}: a BYTES element's length prefix is cut off")
+            length = int.from_bytes(binary[cursor : cursor + 4], "little")
+            cursor += 4
+            if cursor + length > end:
+                raise RequestError(f"input {name!r}: a BYTES element runs past its data")
+            values.append(binary[cursor : cursor + length])
+            cursor += length
+        offset = end
+    else:
+        data = item.get("data")
+        if data is None:
+            raise RequestError(f"input {name!r}: no 'data' (and no binary_data_size)")
+        values = _flatten(data)
+    if len(values) != count:
+        raise RequestError(f"input {name!r}: {len(values)} values for a shape of {count}")
+    texts = []
+    for value in values:
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestError(f"input {name!r}: BYTES data must be UTF-8 text") from None
+        if not isinstance(value, str):
+            raise RequestError(f"input {name!r}: BYTES data must be strings, got {value!r}")
+        texts.append(value)
+    array = np.empty(count, dtype=object)
+    array[:] = texts
+    return array.reshape(shape), offset
+
+
+def _shape_of(item: dict[str, Any], name: str) -> list[int]:
+    shape = item.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise RequestError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    return shape
 
 
 def _check_shape(name: str, got: tuple[int, ...], expected: tuple[int, ...]) -> None:
@@ -228,7 +289,17 @@ def encode_response(
     tensors, chunks = [], []
     for name, (datatype, array) in outputs.items():
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if binary:
+        if datatype == "BYTES":
+            texts = [str(v) for v in array.reshape(-1).tolist()]
+            if binary:
+                raw = b"".join(
+                    len(b).to_bytes(4, "little") + b for b in (t.encode("utf-8") for t in texts)
+                )
+                tensor["parameters"] = {"binary_data_size": len(raw)}
+                chunks.append(raw)
+            else:
+                tensor["data"] = texts
+        elif binary:
             raw = np.ascontiguousarray(array, dtype=DTYPES[datatype]).tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)

@@ -71,14 +71,17 @@ def deploy(spec: ServeSpec) -> float:
 
     from raylift.serving.app import build
 
+    from ray.serve.exceptions import RayServeException
+
     started = time.perf_counter()
     try:
         serve.run(build(spec), name=spec.name, route_prefix=spec.route_prefix, blocking=False)
-    except RuntimeError as exc:
-        message = str(exc).strip().splitlines()
-        raise ServeError(
-            f"application {spec.name!r} failed to deploy: {message[-1] if message else exc}"
-        ) from None
+    except (RuntimeError, RayServeException) as exc:
+        lines = str(exc).strip().splitlines()
+        reason = lines[-1] if lines else type(exc).__name__
+        if "Prefix" in reason and "is being used" in reason:
+            reason += f" Give this one its own: --set route_prefix=/{spec.name}"
+        raise ServeError(f"application {spec.name!r} failed to deploy: {reason}") from None
     return time.perf_counter() - started
 
 

@@ -68,10 +68,9 @@ def start_serve(spec: ServeSpec) -> None:
 def deploy(spec: ServeSpec) -> float:
     """Deploy (or update) the spec's application; seconds until it was running."""
     from ray import serve
+    from ray.serve.exceptions import RayServeException
 
     from raylift.serving.app import build
-
-    from ray.serve.exceptions import RayServeException
 
     started = time.perf_counter()
     try:

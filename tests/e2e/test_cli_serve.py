@@ -85,7 +85,8 @@ def test_serve_two_apps_on_one_cluster_ctrl_c_removes_only_its_own(
         assert len(answer["outputs"][1]["data"]) == 2
 
         detached = subprocess.run(
-            [RAYLIFT, "serve", "serve/tinygpt.yaml", *on_port, "--detach", "--set", "route_prefix=/gpt"],
+            [RAYLIFT, "serve", "serve/tinygpt.yaml", *on_port, "--detach",
+             "--set", "route_prefix=/gpt"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
         assert detached.returncode == 0, detached.stdout + detached.stderr

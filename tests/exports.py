@@ -8,6 +8,7 @@ serving code under test loads exactly what a user's run would give it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,16 @@ def gpt_spec(name: str = "gpt-test") -> dict[str, Any]:
 
 
 def make_export(
-    out_dir: Path, spec_dict: dict[str, Any], steps: int = 300, lr: float = 0.01
+    out_dir: Path,
+    spec_dict: dict[str, Any],
+    steps: int = 300,
+    lr: float = 0.01,
+    tamper: Callable[[torch.nn.Module, Any], None] | None = None,
 ) -> Path:
-    """Train ``spec_dict``'s model for ``steps`` Adam steps and export it to ``out_dir``."""
+    """Train ``spec_dict``'s model for ``steps`` Adam steps and export it to ``out_dir``.
+
+    ``tamper(model, data)`` may change the trained model before it is exported.
+    """
     spec = spec_from_dict(spec_dict).model_dump(mode="json")
     data_spec = spec["data"]
     data = load_dataset(
@@ -71,6 +79,8 @@ def make_export(
         loss.backward()
         optimizer.step()
     model.eval()
+    if tamper is not None:
+        tamper(model, data)
     with torch.no_grad():
         logits = model(data.val_inputs)
         accuracy = float((logits.argmax(-1) == data.val_targets).float().mean())

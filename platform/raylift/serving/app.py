@@ -3,8 +3,9 @@
 The application is an ingress deployment (``ingress.py``, FastAPI) in front
 of one ``ModelServer`` deployment per spec entry, named ``<name>-v<version>``,
 each with its own replicas (fixed or autoscaling), resources, batching and
-``max_ongoing_requests``. ``build_app`` is also the ``import_path`` of the
-config that ``raylift serve FILE --emit-config`` writes, so Ray's ``serve
+``max_ongoing_requests``. A spec with one model is one deployment (named after
+the model) whose replicas serve HTTP and run the model. ``build_app`` is also
+the ``import_path`` of the config that ``raylift serve FILE --emit-config`` writes, so Ray's ``serve
 deploy`` and KubeRay's RayService build exactly the same application.
 """
 
@@ -66,12 +67,22 @@ def ingress_options(spec: ServeSpec) -> dict[str, Any]:
 
 
 def build(spec: ServeSpec) -> Any:
-    """The Serve application for ``spec`` (model paths resolved against its storage)."""
+    """The Serve application for ``spec`` (model paths resolved against its storage).
+
+    One model: a single deployment, named after the model, whose replicas are the
+    HTTP ingress and the model at once (no second hop). Several: an ingress
+    deployment in front of one deployment per model.
+    """
     from ray import serve
 
     from raylift.serving.ingress import IngressServer
     from raylift.serving.model_server import ModelServer
 
+    ingress = serve.deployment(IngressServer)
+    if len(spec.models) == 1:
+        return ingress.options(**deployment_options(spec.models[0])).bind(
+            spec.model_dump(mode="json"), None
+        )
     model_deployment = serve.deployment(ModelServer)
     bound = [
         model_deployment.options(**deployment_options(entry)).bind(
@@ -79,7 +90,6 @@ def build(spec: ServeSpec) -> Any:
         )
         for entry in spec.models
     ]
-    ingress = serve.deployment(IngressServer)
     return ingress.options(**ingress_options(spec)).bind(spec.model_dump(mode="json"), bound)
 
 
@@ -100,8 +110,11 @@ def serve_config(spec: ServeSpec) -> dict[str, Any]:
     resolved = spec.model_dump(mode="json")
     for raw, entry in zip(resolved["models"], spec.models, strict=True):
         raw["model"]["path"] = spec.model_path(entry)  # absolute: the builder runs elsewhere
-    deployments = [_config_deployment(ingress_options(spec))]
-    deployments += [_config_deployment(deployment_options(e)) for e in spec.models]
+    if len(spec.models) == 1:
+        deployments = [_config_deployment(deployment_options(spec.models[0]))]
+    else:
+        deployments = [_config_deployment(ingress_options(spec))]
+        deployments += [_config_deployment(deployment_options(e)) for e in spec.models]
     config = {
         "proxy_location": "EveryNode",
         "http_options": {"host": spec.host, "port": spec.port},

@@ -38,11 +38,20 @@ READY_TIMEOUT_S = 2.0
 class Ingress:
     """Deployment body (wrapped by ``serve.deployment`` + ``serve.ingress(app)`` in app.py)."""
 
-    def __init__(self, spec: dict[str, Any], handles: list[Any]) -> None:
+    def __init__(self, spec: dict[str, Any], handles: list[Any] | None) -> None:
+        """``handles``: one deployment handle per spec entry, or None when the spec has a
+        single model, which this replica then loads and serves itself."""
         from raylift.serving.metrics import IngressMetrics
 
         self.spec = ServeSpec.model_validate(spec)
         self.keys = KeyCheck(read_api_keys(self.spec.auth))
+        if handles is None:
+            from raylift.serving.local_handle import LocalHandle
+            from raylift.serving.model_server import ModelServer
+
+            (entry,) = self.spec.models
+            server = ModelServer(entry.model_dump(mode="json"), self.spec.model_path(entry))
+            handles = [LocalHandle(server)]
         self.entries: dict[tuple[str, str], tuple[ServedModel, Any]] = {}
         self.default_version: dict[str, str] = {}
         for entry, handle in zip(self.spec.models, handles, strict=True):

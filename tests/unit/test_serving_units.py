@@ -130,7 +130,8 @@ def _spec(**models: object) -> ServeSpec:
 
 def test_deployment_options_and_the_serve_config_match_the_spec() -> None:
     spec = _spec()
-    fixed, scaled = (deployment_options(e) for e in spec.models)
+    fixed, scaled = (deployment_options(e, spec) for e in spec.models)
+    assert fixed["logging_config"] == {"enable_access_log": True}
     assert fixed["name"] == "a-v1" and fixed["num_replicas"] == 3
     assert scaled["autoscaling_config"]["min_replicas"] == 0
     assert scaled["autoscaling_config"]["initial_replicas"] == 1

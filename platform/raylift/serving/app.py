@@ -24,12 +24,13 @@ def deployment_name(entry: ServedModel) -> str:
     return f"{entry.name}-v{entry.version}"
 
 
-def deployment_options(entry: ServedModel) -> dict[str, Any]:
+def deployment_options(entry: ServedModel, spec: ServeSpec) -> dict[str, Any]:
     """Serve deployment options for one spec entry (the same in code and in the config)."""
     options: dict[str, Any] = {
         "name": deployment_name(entry),
         "max_ongoing_requests": entry.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": entry.resources.cpus, "num_gpus": entry.resources.gpus},
+        "logging_config": logging_config(spec),
     }
     if isinstance(entry.replicas, Autoscaling):
         options["autoscaling_config"] = autoscaling_config(entry.replicas)
@@ -52,6 +53,10 @@ def autoscaling_config(scaling: Autoscaling) -> dict[str, Any]:
     }
 
 
+def logging_config(spec: ServeSpec) -> dict[str, Any]:
+    return {"enable_access_log": spec.access_log}
+
+
 def ingress_options(spec: ServeSpec) -> dict[str, Any]:
     most = sum(
         e.max_ongoing_requests
@@ -63,6 +68,7 @@ def ingress_options(spec: ServeSpec) -> dict[str, Any]:
         "num_replicas": 1,
         "max_ongoing_requests": max(100, most),
         "ray_actor_options": {"num_cpus": INGRESS_CPUS},
+        "logging_config": logging_config(spec),
     }
 
 
@@ -80,12 +86,12 @@ def build(spec: ServeSpec) -> Any:
 
     ingress = serve.deployment(IngressServer)
     if len(spec.models) == 1:
-        return ingress.options(**deployment_options(spec.models[0])).bind(
+        return ingress.options(**deployment_options(spec.models[0], spec)).bind(
             spec.model_dump(mode="json"), None
         )
     model_deployment = serve.deployment(ModelServer)
     bound = [
-        model_deployment.options(**deployment_options(entry)).bind(
+        model_deployment.options(**deployment_options(entry, spec)).bind(
             entry.model_dump(mode="json"), spec.model_path(entry)
         )
         for entry in spec.models
@@ -111,10 +117,10 @@ def serve_config(spec: ServeSpec) -> dict[str, Any]:
     for raw, entry in zip(resolved["models"], spec.models, strict=True):
         raw["model"]["path"] = spec.model_path(entry)  # absolute: the builder runs elsewhere
     if len(spec.models) == 1:
-        deployments = [_config_deployment(deployment_options(spec.models[0]))]
+        deployments = [_config_deployment(deployment_options(spec.models[0], spec))]
     else:
         deployments = [_config_deployment(ingress_options(spec))]
-        deployments += [_config_deployment(deployment_options(e)) for e in spec.models]
+        deployments += [_config_deployment(deployment_options(e, spec)) for e in spec.models]
     config = {
         "proxy_location": "EveryNode",
         "http_options": {"host": spec.host, "port": spec.port},

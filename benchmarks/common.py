@@ -59,6 +59,22 @@ def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
     return round(busy / total, 3) if total > 0 else None
 
 
+def process_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds so far) of every process (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
 class ForeignCpu:
     """CPU seconds used by processes outside this process tree while it runs (Linux).
 
@@ -72,7 +88,6 @@ class ForeignCpu:
         self.seconds = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True, name="foreign-cpu")
-        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def __enter__(self) -> ForeignCpu:
         if os.path.isdir("/proc/self/task"):
@@ -85,18 +100,7 @@ class ForeignCpu:
             self._thread.join(timeout=2)
 
     def _table(self) -> dict[int, tuple[int, float]]:
-        """pid -> (parent pid, CPU seconds so far)."""
-        table = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / self._tick)
-        return table
+        return process_table()
 
     def _sample(self) -> None:
         me, previous = os.getpid(), self._table()

@@ -85,6 +85,7 @@ from common import (  # noqa: E402  (benchmarks/ is not a package)
     median,
     now_iso,
     package_version,
+    process_table,
     publish,
 )
 
@@ -657,17 +658,7 @@ def wait_ready(url: str, bodies: list[tuple[bytes, int]], timeout: float = 120) 
 
 def tree_cpu(root: int) -> dict[int, tuple[str, float]]:
     """pid -> (name, CPU seconds so far) of ``root`` and every process descending from it."""
-    tick = os.sysconf("SC_CLK_TCK")
-    table: dict[int, tuple[int, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    table = process_table()
     found = {}
     for pid, (_, cpu) in table.items():
         seen = pid

@@ -190,6 +190,27 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> tuple[Pa
     return json_path, md_path
 
 
+def results(
+    name: str,
+    machine: dict[str, Any],
+    config: dict[str, Any],
+    runs: Any,
+    summary: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The results JSON every benchmark writes (``gpu`` says "none" without one)."""
+    machine["gpu"] = machine.get("gpu") or "none"
+    return {
+        "benchmark": name,
+        "machine": machine,
+        "date": now_iso(),
+        "config": config,
+        "runs": runs,
+        "summary": summary,
+        **extra,
+    }
+
+
 def publish(name: str, payload: dict[str, Any], markdown: str, *, write: bool = True) -> None:
     """Write the results (unless ``write`` is False) and print the markdown table."""
     if write:

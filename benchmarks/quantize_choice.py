@@ -52,9 +52,9 @@ from common import (  # noqa: E402  (benchmarks/ is not a package)
     machine_info,
     markdown_table,
     median,
-    now_iso,
     package_version,
     publish,
+    results,
 )
 
 NAME = "quantize_choice"
@@ -381,15 +381,7 @@ def main() -> None:
         "torchao": package_version("torchao"),
         "wall_s": round(time.perf_counter() - start, 1),
     }
-    machine["gpu"] = machine.get("gpu") or "none"
-    payload = {
-        "benchmark": NAME,
-        "machine": machine,
-        "date": now_iso(),
-        "config": config,
-        "runs": runs,
-        "summary": summary,
-    }
+    payload = results(NAME, machine, config, runs, summary)
     publish(NAME, payload, render(summary, runs, config), write=not args.no_write)
 
 

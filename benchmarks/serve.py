@@ -83,10 +83,10 @@ from common import (  # noqa: E402  (benchmarks/ is not a package)
     machine_info,
     markdown_table,
     median,
-    now_iso,
     package_version,
     process_table,
     publish,
+    results,
 )
 
 NAME = "serve"
@@ -1208,15 +1208,7 @@ def main() -> None:
             "the slowest 1% of one round.",
         ],
     }
-    machine["gpu"] = machine.get("gpu") or "none"
-    payload = {
-        "benchmark": NAME,
-        "machine": machine,
-        "date": now_iso(),
-        "config": config,
-        "runs": runs,
-        "summary": summary,
-    }
+    payload = results(NAME, machine, config, runs, summary)
     publish(NAME, payload, render(summary, runs, config), write=not args.no_write)
 
 

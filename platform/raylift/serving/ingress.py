@@ -26,6 +26,7 @@ from raylift.serving.protocol import (
     TensorSpec,
     decode_inputs,
     encode_response,
+    parse_json_object,
     split_body,
     wants_binary_outputs,
 )
@@ -206,12 +207,7 @@ class Ingress:
 
         async def answer() -> Any:
             body = await _read_body(request, self.max_body)
-            try:
-                parsed = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise RequestError(f"malformed JSON: {exc}") from None
-            if not isinstance(parsed, dict):
-                raise RequestError("the request must be a JSON object")
+            parsed = parse_json_object(body, "the request must be a JSON object")
             entry, handle = self._openai_model(parsed.get("model"))
             state["name"], state["version"] = entry.name, entry.version
             meta = await self._meta(entry, handle)

@@ -82,13 +82,21 @@ def split_body(body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], by
                 f"Inference-Header-Content-Length {length} is outside the body ({len(body)} bytes)"
             )
         json_part, binary = body[:length], body[length:]
+    request = parse_json_object(
+        json_part, "the request must be a JSON object with an 'inputs' list"
+    )
+    return request, binary
+
+
+def parse_json_object(data: bytes, not_an_object: str) -> dict[str, Any]:
+    """``data`` as a JSON object; malformed JSON or another JSON value -> 400."""
     try:
-        request = json.loads(json_part)
+        parsed = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(f"malformed JSON: {exc}") from None
-    if not isinstance(request, dict):
-        raise RequestError("the request must be a JSON object with an 'inputs' list")
-    return request, binary
+    if not isinstance(parsed, dict):
+        raise RequestError(not_an_object)
+    return parsed
 
 
 def decode_inputs(

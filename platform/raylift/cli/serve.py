@@ -158,7 +158,10 @@ def _watch(spec: ServeSpec) -> None:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then
+    # never raises KeyboardInterrupt for it.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     last = ""
     try:
         while True:

@@ -27,6 +27,7 @@ from metrics_scrape import scrape_metric
 
 from exports import digits_spec, gpt_spec, make_export
 from raylift.serving.generate import complete, sampling_from
+from raylift.serving.haproxy import private_folder, use_for_embedded_ray
 from raylift.specs.serve import ServeSpec
 from raylift.training.export import load_export
 
@@ -44,8 +45,11 @@ def free_port() -> int:
 
 
 class Served:
-    def __init__(self, spec: ServeSpec, digits: Path, gpt: Path, dashboard: str) -> None:
+    def __init__(
+        self, spec: ServeSpec, digits: Path, gpt: Path, dashboard: str, ingress: dict[str, str]
+    ) -> None:
         self.spec = spec
+        self.ingress_env = ingress  # HAProxy's settings
         self.base = f"http://127.0.0.1:{spec.port}"
         self.digits = load_export(str(digits))
         self.gpt = load_export(str(gpt))
@@ -106,6 +110,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         }
     )
     os.environ[KEYS_ENV] = f"other-key, {KEY}"  # inherited by Ray's processes
+    ingress_env = use_for_embedded_ray()  # as `raylift serve` does for its own Ray
     dashboard_port = free_port()
     ray.init(
         num_cpus=2,
@@ -118,11 +123,74 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         start_serve(spec)
         deploy(spec)
-        yield Served(spec, digits, gpt, f"http://127.0.0.1:{dashboard_port}")
+        yield Served(spec, digits, gpt, f"http://127.0.0.1:{dashboard_port}", ingress_env)
     finally:
         serve.shutdown()
         ray.shutdown()
-        os.environ.pop(KEYS_ENV, None)
+        for key in [KEYS_ENV, *ingress_env]:
+            os.environ.pop(key, None)
+
+
+def test_haproxy_carries_the_traffic_and_listens_only_on_loopback(served: Served) -> None:
+    """The default ingress of an embedded Ray: HAProxy with private files, every
+    listener (frontend, stats, Prometheus exporter) on 127.0.0.1, as are the replicas'."""
+    import psutil
+
+    assert served.ingress_env, "RAY_SERVE_ENABLE_HA_PROXY was set outside the test"
+    folder = private_folder(served.ingress_env)
+    assert served.http.get("/v2/health/ready").status_code == 200
+    haproxies = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "haproxy" and folder in " ".join(p.info["cmdline"] or [])
+    ]
+    assert haproxies, f"no HAProxy running on a config in {folder}"
+    listening = _listening(haproxies)
+    assert {ip for ip, _ in listening} == {"127.0.0.1"}, sorted(listening)
+    ports = {port for _, port in listening}
+    assert served.spec.port in ports
+    assert int(served.ingress_env["RAY_SERVE_HAPROXY_STATS_PORT"]) in ports
+    assert int(served.ingress_env["RAY_SERVE_HAPROXY_METRICS_PORT"]) in ports
+    # HAProxy sends requests straight to the ingress replicas' HTTP ports (and to
+    # Serve's fallback proxy): those listen on loopback too.
+    configs = list(Path(folder).glob("**/haproxy.cfg.local"))
+    assert configs, f"no rewritten HAProxy config in {folder}"
+    targets = {
+        int(line.split()[2].rsplit(":", 1)[1])
+        for line in configs[0].read_text().splitlines()
+        if line.strip().startswith("server ")
+    }
+    fallback = int(served.ingress_env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"])
+    assert targets - {fallback}, "HAProxy routes to no replica"
+    rays = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if (p.info["cmdline"] or [""])[0].startswith("ray::")
+    ]
+    bound = {port: ip for ip, port in _listening(rays) if port in targets}
+    assert bound == dict.fromkeys(targets, "127.0.0.1"), (targets, bound)
+
+
+def _listening(processes: list[Any]) -> set[tuple[str, int]]:
+    import psutil
+
+    return {
+        (conn.laddr.ip, conn.laddr.port)
+        for proc in processes
+        for conn in proc.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN
+    }
+
+
+def _replica_processes(deployment: str = "") -> list[Any]:
+    """This module's Serve replica processes (of one deployment, when given)."""
+    import psutil
+
+    return [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if (p.info["cmdline"] or [""])[0].startswith(f"ray::ServeReplica:{APP}:{deployment}")
+    ]
 
 
 def infer_body(rows: np.ndarray) -> dict[str, Any]:
@@ -526,16 +594,10 @@ def test_autoscaling_adds_a_replica_under_load_and_removes_it_after(served: Serv
 def test_a_killed_replica_fails_only_its_in_flight_requests_and_is_replaced(
     served: Served,
 ) -> None:
-    import psutil
-
     threads = 4
     with Load(served, threads=threads, seconds=60) as load:
         assert _wait(lambda: len(load.codes) > 20, timeout=30)
-        victims = [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if (p.info["cmdline"] or [""])[0].startswith(f"ray::ServeReplica:{APP}:digits-v1")
-        ]
+        victims = _replica_processes("digits-v1")
         assert victims, "no digits-v1 replica process"
         before = len(load.codes)
         victims[0].kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,37 @@ def test_a_fifo_sweep_ranks_its_trials_and_publishes_its_progress(
         metric="val_accuracy",
     )
     assert best_value == pytest.approx(trials[0]["best"])
+
+
+def test_placement_groups_of_dead_actors_are_removed_and_no_others(ray_local: None) -> None:
+    """What a stopped trial's controller leaves (one group ready, one still pending) goes;
+    a driver's group (as Tune's own trial groups are) stays."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from raylift.tuning.orphans import orphaned_placement_groups, remove_orphaned_placement_groups
+
+    @ray.remote(num_cpus=0)
+    class Controller:
+        def reserve(self, cpus: float) -> str:
+            return placement_group([{"CPU": cpus}]).id.hex()
+
+    job = ray.get_runtime_context().get_job_id()
+    drivers = placement_group([{"CPU": 0.5}])
+    ray.get(drivers.ready(), timeout=30)
+    controller = Controller.remote()
+    ready = ray.get(controller.reserve.remote(1))
+    pending = ray.get(controller.reserve.remote(2))  # more than is free: stays pending
+    assert orphaned_placement_groups(job) == []  # its creator is alive
+
+    ray.kill(controller)
+    deadline = time.monotonic() + 30
+    while set(orphaned_placement_groups(job)) != {ready, pending}:
+        assert time.monotonic() < deadline, orphaned_placement_groups(job)
+        time.sleep(0.2)
+    assert sorted(remove_orphaned_placement_groups()) == sorted([ready, pending])
+    assert orphaned_placement_groups(job) == []
+    table = ray.util.placement_group_table()
+    assert table[ready]["state"] == table[pending]["state"] == "REMOVED"
+    assert table[drivers.id.hex()]["state"] == "CREATED"
+    remove_placement_group(drivers)

@@ -57,6 +57,8 @@ def up(
     """Deploy the models in FILE (foreground; Ctrl-C removes only this application)."""
     from raylift.cluster import connect, resolve_address
     from raylift.serving.deploy import deploy, preflight, start_serve
+    from raylift.serving.haproxy import enabled as haproxy_enabled
+    from raylift.serving.haproxy import use_for_embedded_ray
 
     spec = load_serve_spec(file, list(overrides))
     if detach and resolve_address(address) is None:
@@ -78,7 +80,12 @@ def up(
     if dry_run:
         console.print(f"{file}: ok (application {spec.name!r})", highlight=False)
         return
+    embedded = resolve_address(address) is None
+    if embedded and spec.proxy == "haproxy":
+        use_for_embedded_ray()
     where = connect(address, verbose=State.verbose)
+    if embedded:
+        where += " (HAProxy ingress)" if haproxy_enabled() else " (Serve's Python proxy)"
     start_serve(spec)
     console.print(f"{spec.name}: deploying on {where}", highlight=False)
     seconds = deploy(spec)

@@ -133,6 +133,12 @@ class ServeSpec(StrictModel):
     host: str = Field("127.0.0.1", description="Address the HTTP proxy binds.")
     port: int = Field(8000, ge=1, le=65535)
     route_prefix: str = Field("/", description="The application's URL prefix.")
+    proxy: Literal["haproxy", "ray"] = Field(
+        "haproxy",
+        description="HTTP ingress of the Ray that `raylift serve` starts itself: HAProxy "
+        "(faster, see benchmarks/serve.py) or Serve's Python proxy. A running cluster "
+        "(--address) keeps the proxy it was started with.",
+    )
     access_log: bool = Field(
         True,
         description="Serve's per-request log lines in the replicas' log files "

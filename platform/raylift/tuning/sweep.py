@@ -198,10 +198,11 @@ def run_sweep(
     on_update: Callable[[list[TrialRow]], None] | None = None,
 ) -> dict[str, Any]:
     """Fit the sweep; copy the winner's export to ``best/model``; write ``sweep.json``."""
+    from raylift.tuning.orphans import ReapOrphanedPlacementGroups
     from raylift.tuning.progress import SweepProgress
 
     progress = SweepProgress(loaded.sweep.name, loaded.metric, loaded.mode, on_update)
-    tuner = build_tuner(loaded, resume=resume, callbacks=[progress])
+    tuner = build_tuner(loaded, resume=resume, callbacks=[progress, ReapOrphanedPlacementGroups()])
     started = time.time()
     results = tuner.fit()
     record = leaderboard(loaded, results)

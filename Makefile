@@ -18,19 +18,19 @@ demo: venv  ## train jobs/digits-mlp.yaml on an embedded local Ray, print the ex
 	$(VENV)/bin/raylift train jobs/digits-mlp.yaml --overwrite
 
 test: venv  ## the whole suite (unit, integration, e2e) plus lint
-	$(VENV)/bin/ruff check platform tests benchmarks
+	$(VENV)/bin/ruff check platform tests benchmarks dashboards
 	$(PY) -m pytest
 
 test-fast: venv
 	$(PY) -m pytest tests/unit -m "not slow"
 
 lint: venv
-	$(VENV)/bin/ruff check platform tests benchmarks
-	$(VENV)/bin/ruff format --check platform tests benchmarks
+	$(VENV)/bin/ruff check platform tests benchmarks dashboards
+	$(VENV)/bin/ruff format --check platform tests benchmarks dashboards
 
 format: venv
-	$(VENV)/bin/ruff format platform tests benchmarks
-	$(VENV)/bin/ruff check --fix platform tests benchmarks
+	$(VENV)/bin/ruff format platform tests benchmarks dashboards
+	$(VENV)/bin/ruff check --fix platform tests benchmarks dashboards
 
 bench: venv
 	$(PY) benchmarks/train_overhead.py

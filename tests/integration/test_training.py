@@ -73,6 +73,23 @@ def test_two_workers_train_digits_and_export(reference: dict[str, Any]) -> None:
     assert float(accuracy) >= 0.85
     assert exported.manifest["preprocessing"]["type"] == "standardize"
 
+    # The driver's gauges, as Prometheus would scrape them (issue 7.1).
+    def gauge(name: str, expected: float, **labels: str) -> float | None:
+        return scrape_metric(
+            f"ray_raylift_train_{name}", until=lambda v: v == pytest.approx(expected), **labels
+        )
+
+    last_val = [e["val_accuracy"] for e in events if "val_accuracy" in e][-1]
+    assert gauge("step", 6 * 22, run="digits") == 6 * 22
+    assert gauge("epoch", 6, run="digits") == 6
+    assert gauge("world_size", 2, run="digits") == 2
+    val = gauge("val_metric", last_val, run="digits", metric="val_accuracy")
+    assert val == pytest.approx(last_val)
+    written = [e for e in events if "checkpoint_bytes" in e]
+    assert written and all(e["checkpoint_bytes"] > 10_000 for e in written)
+    size = gauge("checkpoint_bytes", written[-1]["checkpoint_bytes"], run="digits")
+    assert size == written[-1]["checkpoint_bytes"]
+
 
 def test_crash_resume_skips_a_half_written_checkpoint_and_matches_the_uninterrupted_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: dict[str, Any]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from raylift.errors import ServeError
 from raylift.serving import haproxy
 
 # Lines as Ray 2.60's template renders them.
@@ -43,11 +47,24 @@ def test_the_wrapper_moves_wildcard_binds_to_loopback_and_keeps_the_rest(tmp_pat
     assert wrapper.stat().st_mode & 0o777 == 0o700
 
 
-def test_embedded_env_is_private_and_uses_free_ports(tmp_path: Path) -> None:
-    env = haproxy.embedded_env(str(tmp_path))
-    folder = Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+def test_embedded_env_is_private_and_uses_free_ports() -> None:
+    env = haproxy.embedded_env()
+    folder = Path(haproxy.private_folder(env))
+    try:
+        _check_private(env, folder)
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_folder_too_deep_for_haproxys_socket_paths_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ServeError, match="shorter parent folder"):
+        haproxy.embedded_env(str(tmp_path))  # /tmp/pytest-of-.../...: too long
+    assert list(tmp_path.iterdir()) == []
+
+
+def _check_private(env: dict[str, str], folder: Path) -> None:
     assert env[haproxy.ENABLE] == "1"
-    assert folder.parent == tmp_path and folder.stat().st_mode & 0o777 == 0o700
+    assert folder.parent == Path("/tmp") and folder.stat().st_mode & 0o777 == 0o700
     for key in haproxy.PRIVATE_FILES:
         assert Path(env[key]).is_relative_to(folder), key
     ports = [int(env[key]) for key in haproxy.PRIVATE_PORTS]

@@ -10,6 +10,7 @@ from raylift.auth import use_token_mode
 from raylift.cli.cluster import cluster
 from raylift.cli.common import State
 from raylift.cli.jobs import jobs, submit
+from raylift.cli.monitor import monitor
 from raylift.cli.report import report
 from raylift.cli.runs import runs
 from raylift.cli.serve import serve
@@ -41,6 +42,7 @@ cli.add_command(jobs)
 cli.add_command(tune)
 cli.add_command(report)
 cli.add_command(serve)
+cli.add_command(monitor)
 
 
 def main() -> None:

@@ -31,6 +31,15 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def size_bytes(directory: str) -> int:
+    """Bytes of the files under ``directory``."""
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(directory)
+        for name in names
+    )
+
+
 def seal(
     directory: str, extra: dict[str, Any] | None = None, *, manifest_name: str = MANIFEST_FILE
 ) -> None:

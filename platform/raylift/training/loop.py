@@ -21,7 +21,7 @@ from raylift.training.evaluate import evaluate
 from raylift.training.plan import SampleStream, StepPlan
 from raylift.training.preemption import PreemptionCheck, release_sigterm, sigterm_received
 from raylift.training.setup import WorkerSetup, build_worker
-from raylift.training.telemetry import TrainTelemetry
+from raylift.training.telemetry import start_gpu_sampler
 
 # Chaos testing: the driver reads this and rank 0 raises once at that step, in an
 # attempt that did not resume from a checkpoint (so a restart gets past it).
@@ -77,8 +77,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         "startup_restore_s": time.time() - built,
     }
     fault_at = int(config.get("fault_at_step", -1))
-    if rank == 0:
-        setup.telemetry = TrainTelemetry(setup.spec["name"])
+    setup.gpu_sampler = start_gpu_sampler(setup.spec["name"], rank, setup.device)
     _run(
         setup,
         state,
@@ -226,8 +225,6 @@ def _run(
             if first_report:
                 metrics.update(state.startup)
                 first_report = False
-            if setup.telemetry is not None:
-                setup.telemetry.report(metrics)
             if checkpoint_now:
                 if periodic:
                     metrics.update(evaluate(setup, rank, world))
@@ -361,7 +358,10 @@ def _report_checkpoint(
             if better:
                 state.best = {"value": float(metrics[train["metric"]]), "step": state.step}
             payload["best"] = state.best
+            started = time.perf_counter()
             ckpt.save_state(directory, payload, extra={"step": state.step, "metrics": metrics})
+            metrics["checkpoint_s"] = time.perf_counter() - started
+            metrics["checkpoint_bytes"] = ckpt.size_bytes(directory)
             if better:
                 resume.keep_best(_run_dir(setup.spec), directory, state.step)
             checkpoint = ray.train.Checkpoint.from_directory(directory)

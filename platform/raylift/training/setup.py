@@ -30,7 +30,7 @@ class WorkerSetup:
     device: torch.device
     loss: LossFn
     baselines: dict[str, float] = field(default_factory=dict)
-    telemetry: Any = None  # TrainTelemetry on rank 0
+    gpu_sampler: Any = None  # telemetry.GpuSampler when training on a GPU
 
     @property
     def info(self) -> DatasetInfo:

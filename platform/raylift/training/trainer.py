@@ -243,7 +243,9 @@ def run_training(
     queue = Queue(maxsize=1000, actor_options={"num_cpus": 0, "scheduling_strategy": here})
     stop = threading.Event()
     pump = threading.Thread(
-        target=_pump, args=(queue, stop, on_event, record, spec.run_dir), daemon=True
+        target=_pump,
+        args=(queue, stop, on_event, record, spec.run_dir, run_telemetry(spec, metric)),
+        daemon=True,
     )
     pump.start()
     stopper = StopOnSigterm(new_key(spec.name))
@@ -390,16 +392,15 @@ def _pump(
     on_event: EventHandler | None,
     record: RunRecord,
     run_dir: str,
+    telemetry: Any,
 ) -> None:
     """Driver thread: hand progress events to the display; keep the record fresh.
 
     After the run ends (``stop``) it drains what is left, so the last reports (the
     final validation, which Tune's schedulers wait for) are not dropped.
     """
-    from raylift.training.telemetry import TrainTelemetry
-
     tracker = RecoveryTracker(int(record.metrics.get("step", 0)))
-    telemetry = TrainTelemetry(record.name)
+    telemetry.keep_fresh(stop)
     history = MetricsHistory(run_dir)
     saved_at = 0.0
     while True:
@@ -410,10 +411,12 @@ def _pump(
                 return  # the run is over and the queue is drained
             continue
         recovery = tracker.observe(event)
+        with contextlib.suppress(Exception):  # metrics must never stop the display
+            if recovery is not None:
+                telemetry.recovered(recovery)
+            telemetry.report(event)
         if recovery is not None:
             record.recoveries.append(recovery)
-            with contextlib.suppress(Exception):  # metrics must never stop the display
-                telemetry.recovered(recovery)
             event = {**event, "recovery": recovery}
         with contextlib.suppress(OSError):
             history.add(event)
@@ -428,6 +431,17 @@ def _pump(
                 record.save(run_dir)
                 history.flush()
                 saved_at = time.monotonic()
+
+
+def run_telemetry(spec: JobSpec, metric: str) -> Any:
+    """The run's metrics (``training/telemetry.py``), published by this driver."""
+    from raylift.training.telemetry import TrainTelemetry
+
+    telemetry = TrainTelemetry(spec.name, metric)
+    telemetry.latest.update(
+        min_workers=float(spec.scaling.min_workers), max_workers=float(spec.scaling.max_workers)
+    )
+    return telemetry
 
 
 def _shutdown_queue(queue: Any) -> None:

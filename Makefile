@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.raylift-installed
 
-.PHONY: venv demo test test-fast lint format bench clean
+.PHONY: venv demo test test-fast lint format bench manifests clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ format: venv
 
 bench: venv
 	$(PY) benchmarks/train_overhead.py
+
+manifests: venv  ## re-render the committed KubeRay manifests (cluster/kuberay/)
+	$(VENV)/bin/raylift cluster manifests --storage s3://raylift-example/raylift --out cluster/kuberay/gpu
+	$(VENV)/bin/raylift cluster manifests --storage /mnt/raylift --storage-claim raylift-storage \
+		--gpus-per-worker 0 --cpu-workers 1:2 --cpu-worker-resources 2,4Gi --head-resources 1,4Gi \
+		--out cluster/kuberay/dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -171,6 +171,6 @@ def grafana_hint(prometheus_url: str) -> str:
     return (
         f"Grafana: add a Prometheus data source at {prometheus_url} and import "
         f"{DASHBOARDS_DIR}/raylift-*.json (Dashboards > New > Import), or start Grafana with "
-        f"GF_PATHS_PROVISIONING={provisioning} (it provisions the data source and the "
-        "dashboards)"
+        f"GF_PATHS_PROVISIONING={provisioning} RAYLIFT_DASHBOARDS={DASHBOARDS_DIR} (it "
+        "provisions the data source, http://127.0.0.1:9090, and the dashboards)"
     )

@@ -154,7 +154,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             os.environ.pop(key, None)
 
 
-def _bounded_load(base: str, export: str, seconds: float = 30.0) -> list[int]:
+def _bounded_load(base: str, export: str, seconds: float = 20.0) -> list[int]:
     """Requests spread over ``seconds`` (Ray exports every ~10 s and rates need increases
     seen by several scrapes): 4-row requests at ~4/s, every 20th a bad one (400)."""
     import numpy as np
@@ -195,7 +195,7 @@ def test_the_sweep_ranked_its_trials_and_the_load_was_served(live: Live) -> None
     assert best.metrics["val_accuracy"] == pytest.approx(trials[0]["best"])
     bad = live.codes[19::20]
     assert bad and set(bad) == {400}
-    assert live.codes.count(200) == len(live.codes) - len(bad) >= 60
+    assert live.codes.count(200) == len(live.codes) - len(bad) >= 40
 
 
 def test_prometheus_scrapes_this_hosts_ray_with_raylifts_alert_rules(live: Live) -> None:

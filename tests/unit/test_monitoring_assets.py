@@ -544,7 +544,7 @@ def test_grafana_provisioning() -> None:
     assert source["url"] == "http://127.0.0.1:9090"
     providers = yaml.safe_load((DASHBOARDS / "provisioning/dashboards/raylift.yaml").read_text())
     (provider,) = providers["providers"]
-    assert provider["type"] == "file" and provider["options"]["path"].endswith("dashboards")
+    assert provider["type"] == "file" and provider["options"]["path"] == "${RAYLIFT_DASHBOARDS}"
 
 
 # --- Prometheus --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``raylift cluster up|status|down``: a local multi-node Ray cluster for development."""
+"""``raylift cluster up|status|down``: a local multi-node Ray cluster for development;
+``raylift cluster manifests``: KubeRay manifests for a production cluster."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import click
 from rich.table import Table
 
 from raylift.cli.common import console, err_console, handle_errors
+from raylift.cli.manifests import manifests
 
 
 def _name_option(func):  # type: ignore[no-untyped-def]
@@ -16,7 +18,7 @@ def _name_option(func):  # type: ignore[no-untyped-def]
 
 @click.group()
 def cluster() -> None:
-    """A real Ray cluster on this machine: a head and worker nodes, token auth on."""
+    """Local dev clusters (up, status, down) and production manifests (manifests)."""
 
 
 @cluster.command("up")
@@ -135,3 +137,6 @@ def down_command(name: str) -> None:
 
     stopped = down(name)
     console.print(f"dev cluster {name!r} is down ({len(stopped)} processes stopped)")
+
+
+cluster.add_command(manifests)

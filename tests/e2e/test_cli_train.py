@@ -95,6 +95,10 @@ def test_a_killed_driver_resumes_and_the_export_predicts(tmp_path: Path) -> None
     assert listed.returncode == 0 and "digits-mlp" in listed.stdout and "succeeded" in listed.stdout
     shown = raylift("runs", "show", "digits-mlp", "--json", storage=storage)
     assert json.loads(shown.stdout)["export"] == str(export_dir)
+    # Issue 9.4: peak memory per worker, in the run's summary and in `runs show`.
+    assert "peak memory per worker (CPU RSS, MiB)" in resumed.stdout
+    shown = raylift("runs", "show", "digits-mlp", storage=storage)
+    assert "peak memory per worker (CPU RSS, MiB)" in shown.stdout, shown.stdout
     # Every report is in the run's history (metrics.jsonl), across both attempts.
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     assert history[-1]["step"] == record["metrics"]["step"] and len(history) >= 5

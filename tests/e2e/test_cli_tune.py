@@ -1,4 +1,4 @@
-"""``raylift tune`` as a user runs it: ASHA with Optuna, a killed driver resumed, PBT."""
+"""``raylift tune`` as a user runs it: ASHA with Optuna, a killed driver resumed."""
 
 from __future__ import annotations
 
@@ -111,30 +111,5 @@ def test_asha_with_optuna_survives_a_killed_driver_and_exports_the_winner(
     assert accuracy >= 0.8 and abs(exported.metrics["val_accuracy"] - best["best"]) < 1e-9
 
 
-def test_pbt_exploits_a_better_trials_checkpoint(tmp_path: Path) -> None:
-    storage = tmp_path / "sweeps"
-    done = subprocess.run(
-        tune_command(
-            storage,
-            "name=digits-pbt",
-            "num_samples=2",
-            "max_concurrent=2",
-            "scheduler.type=pbt",
-            "scheduler.perturbation_interval=1",
-            "scheduler.synch=true",
-            "scheduler.quantile_fraction=0.5",
-            "space={train.lr: {loguniform: [0.0001, 0.03]}}",
-            "trial.train.epochs=2",
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    sweep_dir = storage / "digits-pbt"
-    # An exploited trial restarted its run from the other trial's checkpoint.
-    exploited = [r for r in records(sweep_dir).values() if r.get("started_from")]
-    assert exploited, records(sweep_dir)
-    assert exploited[0]["started_from"]["step"] > 0 and exploited[0]["status"] == "succeeded"
-    assert (sweep_dir / "best" / "model").is_dir()
+# PBT (exploiting another trial's checkpoint) is tested on the sweep that
+# tests/integration/test_monitoring.py runs: one sweep serves both.

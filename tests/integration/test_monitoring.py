@@ -1,5 +1,5 @@
 """Monitoring against live data: a real Prometheus, started by ``raylift monitor``,
-scrapes a real local Ray that ran a sweep (its trials are raylift training runs) and
+scrapes a real local Ray that ran a PBT sweep (its trials are raylift training runs) and
 served the sweep's best model under a bounded load. Then every panel and every
 template variable of every dashboard must return data, as Grafana would query them.
 """
@@ -55,6 +55,7 @@ class Live:
     record: dict[str, Any]
     progress_rows: list[int]
     codes: list[int]
+    sweep_dir: Path
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         answer = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10)
@@ -97,7 +98,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         text=True,
     )
     try:
-        live = Live(f"http://127.0.0.1:{port}", monitor, log_path, {}, [], [])
+        live = Live(f"http://127.0.0.1:{port}", monitor, log_path, {}, [], [], tmp / SWEEP)
         _wait(lambda: "Ctrl-C stops Prometheus" in log_path.read_text(), 90, log_path)
 
         loaded = load_sweep(
@@ -106,10 +107,18 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 f"storage.path={tmp}",
                 f"name={SWEEP}",
                 "num_samples=2",
-                "scheduler.type=fifo",
+                "max_concurrent=2",
+                # PBT, synchronous: after epoch 1 the worse trial restarts from the
+                # better one's checkpoint (its assertions are here to save a sweep).
+                "scheduler.type=pbt",
+                "scheduler.perturbation_interval=1",
+                "scheduler.synch=true",
+                "scheduler.quantile_fraction=0.5",
+                "space={train.lr: {loguniform: [0.0001, 0.03]}}",
                 "trial.train.epochs=2",
                 "trial.train.checkpoint_every_epochs=1",
                 "trial.train.log_every_steps=5",
+                "trial.train.warmup_steps=0",
             ],
         )
         rows_seen: list[int] = []  # Tune pickles the callback: capture nothing else
@@ -196,6 +205,19 @@ def test_the_sweep_ranked_its_trials_and_the_load_was_served(live: Live) -> None
     bad = live.codes[19::20]
     assert bad and set(bad) == {400}
     assert live.codes.count(200) == len(live.codes) - len(bad) >= 40
+
+
+def test_pbt_restarted_a_trial_from_the_better_ones_checkpoint(live: Live) -> None:
+    import json
+
+    runs = [
+        json.loads(path.read_text())
+        for path in sorted((live.sweep_dir / "trials").glob("*/raylift-run.json"))
+    ]
+    exploited = [r for r in runs if r.get("started_from")]
+    assert exploited, runs
+    assert exploited[0]["started_from"]["step"] > 0 and exploited[0]["status"] == "succeeded"
+    assert (live.sweep_dir / "best" / "model").is_dir()
 
 
 def test_prometheus_scrapes_this_hosts_ray_with_raylifts_alert_rules(live: Live) -> None:

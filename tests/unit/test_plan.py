@@ -10,6 +10,7 @@ from raylift.training.plan import (
     SampleStream,
     StepPlan,
     epoch_permutation,
+    fixed_global_batch,
     lr_multiplier,
     lr_world_factor,
     shard_range,
@@ -134,3 +135,26 @@ def test_lr_schedule_warmup_then_decay() -> None:
     assert lr_multiplier(99, 100, "constant", 0, 0.0) == 1.0
     values = [lr_multiplier(s, 100, "cosine", 10, 0.0) for s in range(10, 100)]
     assert values == sorted(values, reverse=True)
+
+
+def test_a_fixed_global_batch_sets_accumulation_at_every_world_size() -> None:
+    fixed = {"num_train": 1000, "per_worker_batch": 16, "grad_accum_steps": 1}
+    for world, accum in [(1, 7), (2, 4), (4, 2), (8, 1)]:
+        p = StepPlan(**fixed, world_size=world, epochs=1, max_steps=None, fixed_global_batch=100)
+        assert (p.global_batch, p.accum_steps, p.total_steps) == (100, accum, 10)
+        stream = SampleStream(p.num_train, seed=0)
+        covered = sorted(i for rank in step_indices(p, stream, 0) for i in rank)
+        assert covered == sorted(stream.indices(range(0, 100)).tolist())
+    too_big = StepPlan(**fixed, world_size=1, epochs=1, max_steps=None, fixed_global_batch=2000)
+    with pytest.raises(SpecError, match="global batch") as caught:
+        _ = too_big.total_steps
+    assert caught.value.key == "train.global_batch_size"
+
+
+def test_global_batch_tokens_round_up_to_whole_sequences() -> None:
+    assert fixed_global_batch({"global_batch_tokens": 1000}, 64) == 16
+    assert fixed_global_batch({"global_batch_size": 48}, 64) == 48
+    assert fixed_global_batch({}, 64) is None
+    with pytest.raises(SpecError, match="language-model") as caught:
+        fixed_global_batch({"global_batch_tokens": 1000}, None)
+    assert caught.value.key == "train.global_batch_tokens"

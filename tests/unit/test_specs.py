@@ -41,6 +41,7 @@ def test_shipped_specs_are_found() -> None:
         "digits-cnn.yaml",
         "tinygpt-pretrain.yaml",
         "tinygpt-finetune.yaml",
+        "tinygpt-lora.yaml",
     } <= names
 
 
@@ -198,3 +199,63 @@ def test_relative_data_paths_are_made_absolute_for_workers(
     spec = load_spec(write(tmp_path, text))
     check_runnable(spec)
     assert resolve_spec(spec)["data"]["params"]["paths"] == [str(tmp_path / "corpus.txt")]
+
+
+GPT_MINIMAL = """\
+name: t
+model: {name: gpt}
+data: {name: text}
+"""
+
+
+def test_finetune_is_optional_and_lora_has_defaults(tmp_path: Path) -> None:
+    assert load_spec(write(tmp_path, GPT_MINIMAL)).finetune is None
+    spec = load_spec(write(tmp_path, GPT_MINIMAL + "finetune: {lora: {}}\n"))
+    assert spec.finetune is not None and spec.finetune.lora is not None
+    lora = spec.finetune.lora
+    assert (lora.rank, lora.alpha, lora.dropout) == (8, 16.0, 0.0)
+    assert lora.targets == ["*.attn.qkv", "*.attn.proj", "*.mlp.fc", "*.mlp.proj"]
+    spec = load_spec(write(tmp_path, GPT_MINIMAL), ["finetune.freeze=[tok_emb.*]"])
+    assert spec.finetune is not None and spec.finetune.freeze == ["tok_emb.*"]
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "text"),
+    [
+        ("finetune.lora.rank=0", "finetune.lora.rank", "greater than 0"),
+        ("finetune.lora.alpha=-1", "finetune.lora.alpha", "greater than 0"),
+        ("finetune.lora.dropout=1", "finetune.lora.dropout", "less than 1"),
+        ("finetune.lora.targets=[]", "finetune.lora.targets", "at least 1"),
+        ("finetune.lora.rnk=4", "finetune.lora.rnk", 'did you mean "rank"'),
+        ("finetune.freez=[a]", "finetune.freez", 'did you mean "freeze"'),
+        ("finetune={}", "finetune", "set finetune.freeze"),
+    ],
+)
+def test_bad_finetune_names_the_key(tmp_path: Path, override: str, key: str, text: str) -> None:
+    err = error_of(tmp_path, GPT_MINIMAL, [override])
+    assert err.key == key and text in str(err)
+
+
+def test_freeze_with_lora_is_refused(tmp_path: Path) -> None:
+    err = error_of(tmp_path, GPT_MINIMAL + "finetune: {freeze: [tok_emb.*], lora: {rank: 4}}\n")
+    assert err.key == "finetune.freeze" and "finetune.lora.targets" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("sets", "key", "text"),
+    [
+        (["train.global_batch_size=64", "train.global_batch_tokens=4096"],
+         "train.global_batch_tokens", "not both"),
+        (["train.global_batch_size=64", "train.grad_accum_steps=2"],
+         "train.grad_accum_steps", "leave it at 1"),
+        (["train.global_batch_size=64", "scaling.batch_policy=keep_per_worker"],
+         None, "keep_global"),
+    ],
+)  # fmt: skip
+def test_global_batch_conflicts_name_the_key(
+    tmp_path: Path, sets: list[str], key: str | None, text: str
+) -> None:
+    err = error_of(tmp_path, MINIMAL, sets)
+    assert text in str(err)
+    if key is not None:
+        assert err.key == key

@@ -52,6 +52,9 @@ class TrainDisplay:
             self.live.__exit__(None, None, None)
 
     def update(self, event: dict[str, Any]) -> None:
+        if "finetune" in event:  # once, before the first step
+            self.console.print(f"fine-tuning: {event['finetune']}", highlight=False)
+            return
         recovery = event.get("recovery")
         if recovery:
             self.console.print(recovery_line(recovery), highlight=False)
@@ -109,3 +112,13 @@ def recovery_line(recovery: dict[str, Any]) -> str:
     if recovery.get("notice"):
         line += f" (checkpointed on notice: {recovery['notice']})"
     return line
+
+
+MEMORY_KINDS = {"cpu_rss": "CPU RSS", "cuda_allocated": "CUDA max allocated"}
+
+
+def memory_line(peak: dict[str, Any]) -> str:
+    """Peak memory per worker, as the CLI and ``runs show`` print it."""
+    per_worker = ", ".join(f"{b / 2**20:,.0f}" for b in peak.get("per_worker", []))
+    kind = MEMORY_KINDS.get(str(peak.get("kind")), str(peak.get("kind")))
+    return f"peak memory per worker ({kind}, MiB): {per_worker}; max {peak['max'] / 2**20:,.0f}"

@@ -85,6 +85,10 @@ def show_command(run: str, storage: str | None, as_json: bool) -> None:
             f" at step {record.best_metric.get('step')}",
             highlight=False,
         )
+    if record.peak_memory:
+        from raylift.cli.display import memory_line
+
+        console.print(memory_line(record.peak_memory), highlight=False)
     if record.recoveries:
         from raylift.cli.display import recovery_line
 

@@ -61,6 +61,7 @@ def train(
 
 
 def _summary(outcome: Any) -> None:
+    from raylift.cli.display import memory_line
     from raylift.storage import is_remote
     from raylift.training.export import load_export
 
@@ -73,6 +74,8 @@ def _summary(outcome: Any) -> None:
     for key in ("unigram_loss", "majority_class_accuracy"):
         if key in best:
             console.print(f"baseline {key} = {best[key]:.4f}", highlight=False)
+    if outcome.peak_memory:
+        console.print(memory_line(outcome.peak_memory), highlight=False)
     console.print(f"exported model: {outcome.export_dir}", highlight=False)
     if not is_remote(outcome.export_dir):
         exported = load_export(outcome.export_dir)

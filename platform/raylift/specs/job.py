@@ -26,6 +26,8 @@ METRICS = {
 }
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEFAULT_STORAGE_ENV = "RAYLIFT_STORAGE_PATH"
+# finetune.lora.targets by default: the gpt's attention and feed-forward Linear layers.
+LORA_TARGETS = ("*.attn.qkv", "*.attn.proj", "*.mlp.fc", "*.mlp.proj")
 
 
 def default_storage_path() -> str:
@@ -96,8 +98,30 @@ class TrainSpec(StrictModel):
     grad_accum_steps: int = Field(
         1, ge=1, description="Micro-batches accumulated into one optimizer step."
     )
+    global_batch_size: int | None = Field(
+        None,
+        gt=0,
+        description="Samples per optimizer step across all workers; gradient accumulation "
+        "makes up the difference (keep_global batch policy). Exclusive with grad_accum_steps.",
+    )
+    global_batch_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="Language models: tokens per optimizer step across all workers "
+        "(rounded up to whole sequences). Exclusive with global_batch_size.",
+    )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="fp32, or autocast to bf16 / fp16 (fp16 uses a gradient scaler)."
+    )
+    activation_checkpointing: bool = Field(
+        False,
+        description="Recompute each transformer block's activations in backward (gpt): "
+        "less memory for about a third more compute.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (needs a C++ compiler on CPU; the first "
+        "steps are slow while it compiles).",
     )
     seed: int = Field(0, description="Seed of model init, data order and dropout.")
     checkpoint_every_steps: int | None = Field(
@@ -145,6 +169,16 @@ class TrainSpec(StrictModel):
             raise ValueError("set train.epochs or train.max_steps")
         if self.mode is not None and self.metric is None:
             raise ValueError("train.mode needs train.metric")
+        if self.global_batch_size is not None and self.global_batch_tokens is not None:
+            raise KeyedError(
+                "set global_batch_size (samples) or global_batch_tokens, not both",
+                ["global_batch_tokens"],
+            )
+        if self.grad_accum_steps != 1 and (self.global_batch_size or self.global_batch_tokens):
+            raise KeyedError(
+                "grad_accum_steps follows from the global batch size; leave it at 1",
+                ["grad_accum_steps"],
+            )
         return self
 
 
@@ -222,6 +256,44 @@ class StorageSpec(StrictModel):
         return "://" not in self.path or self.path.startswith("file://")
 
 
+class LoraSpec(StrictModel):
+    rank: int = Field(8, gt=0, description="Rank of each adapter's update B @ A.")
+    alpha: float = Field(
+        16.0, gt=0, description="Adapter scale: the update is multiplied by alpha / rank."
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input.")
+    targets: list[str] = Field(
+        default_factory=lambda: list(LORA_TARGETS),
+        min_length=1,
+        description="Globs of the Linear layers to adapt, matched against full module names "
+        "(default: the gpt's attention and feed-forward layers).",
+    )
+
+
+class FinetuneSpec(StrictModel):
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="Globs of parameter names to freeze (e.g. 'tok_emb.*', 'blocks.0.*').",
+    )
+    lora: LoraSpec | None = Field(
+        None,
+        description="Train LoRA adapters on Linear layers instead of the weights (everything "
+        "else frozen); merged into the weights at export.",
+    )
+
+    @model_validator(mode="after")
+    def _one_method(self) -> FinetuneSpec:
+        if self.lora is not None and self.freeze:
+            raise KeyedError(
+                "has no effect with finetune.lora (LoRA already freezes every weight and "
+                "trains only the adapters); choose layers with finetune.lora.targets",
+                ["freeze"],
+            )
+        if self.lora is None and not self.freeze:
+            raise ValueError("set finetune.freeze (parameter name globs) or finetune.lora")
+        return self
+
+
 class JobSpec(StrictModel):
     kind: Literal["train"] = Field("train", description="Spec kind; 'train' for a job.")
     name: str = Field(
@@ -240,11 +312,26 @@ class JobSpec(StrictModel):
     init_from: str | None = Field(
         None, description="An exported model directory whose weights initialise this run."
     )
+    finetune: FinetuneSpec | None = Field(
+        None, description="Freeze parameters or train LoRA adapters (None: train everything)."
+    )
 
     @model_validator(mode="after")
     def _model_or_init(self) -> JobSpec:
         if self.model is None and self.init_from is None:
             raise ValueError("set model (name + params) or init_from (a pretrained export)")
+        named = self.model.name if self.model is not None else None
+        if self.train.activation_checkpointing and named not in (None, "gpt"):
+            raise ValueError(
+                f"train.activation_checkpointing: model {named!r} has no transformer blocks "
+                "to checkpoint (it is for the gpt); set it to false"
+            )
+        fixed = self.train.global_batch_size or self.train.global_batch_tokens
+        if fixed and self.scaling.batch_policy == "keep_per_worker":
+            raise ValueError(
+                "a global batch size needs scaling.batch_policy keep_global "
+                "(keep_per_worker lets the global batch change with the workers)"
+            )
         return self
 
     @property

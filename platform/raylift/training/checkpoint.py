@@ -1,7 +1,9 @@
 """Checkpoint files: written then sealed with a manifest; loaded weights-only.
 
 A checkpoint folder is complete only when ``manifest.json`` (written last)
-lists every file with its size and sha256 and they all match. ``load_state``
+lists every file with its size and sha256 and they all match. A sharded (FSDP)
+checkpoint is written by every rank into the same folder: rank 0's manifest
+lists every rank's files, so the folder verifies only once all are there. ``load_state``
 refuses anything else, so a half-written checkpoint is never resumed from.
 """
 
@@ -40,10 +42,8 @@ def size_bytes(directory: str) -> int:
     )
 
 
-def seal(
-    directory: str, extra: dict[str, Any] | None = None, *, manifest_name: str = MANIFEST_FILE
-) -> None:
-    """Write the manifest for every file in ``directory`` (atomically, last)."""
+def file_digests(directory: str, *, manifest_name: str = MANIFEST_FILE) -> dict[str, Any]:
+    """Size and sha256 of every file under ``directory`` (by relative path)."""
     files = {}
     for root, _, names in os.walk(directory):
         for name in sorted(names):
@@ -52,6 +52,22 @@ def seal(
             if rel == manifest_name or rel.endswith(".tmp"):
                 continue
             files[rel] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+    return files
+
+
+def seal(
+    directory: str,
+    extra: dict[str, Any] | None = None,
+    *,
+    manifest_name: str = MANIFEST_FILE,
+    other_files: dict[str, Any] | None = None,
+) -> None:
+    """Write the manifest for every file in ``directory`` (atomically, last).
+
+    ``other_files``: digests of files other ranks write into the same checkpoint
+    (sharded checkpoints): the folder verifies only once they are all there.
+    """
+    files = {**(other_files or {}), **file_digests(directory, manifest_name=manifest_name)}
     manifest = {"format_version": FORMAT_VERSION, "files": files, **(extra or {})}
     tmp = os.path.join(directory, manifest_name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
@@ -101,13 +117,19 @@ def set_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", keys, states["numpy"]["pos"], 0, 0.0))
 
 
-def save_state(directory: str, state: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+def save_state(
+    directory: str,
+    state: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    *,
+    other_files: dict[str, Any] | None = None,
+) -> None:
     """Write ``state`` (tensors, numbers, strings) and seal the folder."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, STATE_FILE)
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
-    seal(directory, extra)
+    seal(directory, extra, other_files=other_files)
 
 
 def load_state(directory: str) -> dict[str, Any]:

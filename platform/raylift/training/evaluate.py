@@ -17,15 +17,24 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def evaluate(setup: WorkerSetup, rank: int, world_size: int) -> dict[str, float]:
     """val_loss (+ val_accuracy, or val_perplexity for language models)."""
-    data, model = setup.data, setup.model
+    data, model = setup.data, setup.forward_model
     model.eval()
     shard = shard_range(data.num_val, rank, world_size)
     batch = setup.spec["data"]["batch_size"]
     max_batches = setup.spec["train"]["max_val_batches"]
+    starts = list(range(shard.start, shard.stop, batch))
+    rounds = len(starts)
+    if setup.sharded:  # every rank must run as many forwards (each one all-gathers)
+        rounds = math.ceil(math.ceil(data.num_val / world_size) / batch)
+    if max_batches is not None:
+        rounds = min(rounds, max_batches)
     loss_sum = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
-    for i, start in enumerate(range(shard.start, shard.stop, batch)):
-        if max_batches is not None and i >= max_batches:
-            break
+    for i in range(rounds):
+        if i >= len(starts):  # this rank's shard is one row short: a forward to match
+            with setup.autocast():
+                model(data.val_inputs[:1].to(setup.device))
+            continue
+        start = starts[i]
         stop = min(start + batch, shard.stop)
         inputs = data.val_inputs[start:stop].to(setup.device)
         targets = data.val_targets[start:stop].to(setup.device)

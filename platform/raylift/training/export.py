@@ -2,7 +2,8 @@
 
 ``<storage>/<run>/model/`` holds:
 
-- ``weights.pt``: the model's state_dict (``torch.load(weights_only=True)``)
+- ``weights.pt``: the model's state_dict (``torch.load(weights_only=True)``;
+  LoRA adapters merged in, so it is always the plain model's)
 - ``sample.pt``: a small held-out sample of raw inputs and targets
 - ``raylift-model.json``: format version, model spec (registry name or import
   path + params), data spec and :class:`DatasetInfo`, preprocessing, final
@@ -27,6 +28,7 @@ from raylift import storage
 from raylift.data.base import DatasetInfo, PreparedData
 from raylift.errors import CheckpointError, ExportError
 from raylift.models.base import build_model
+from raylift.models.lora import merge_lora_state_dict
 from raylift.training import checkpoint as ckpt
 
 MANIFEST_NAME = "raylift-model.json"
@@ -155,14 +157,32 @@ class local_copy:
             self._tmp.cleanup()
 
 
+def plain_weights(
+    weights: dict[str, torch.Tensor], spec: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """A training state's model weights as the plain model's (LoRA merged in)."""
+    lora = (spec.get("finetune") or {}).get("lora")
+    return merge_lora_state_dict(weights, lora) if lora else weights
+
+
 def export_from_checkpoint(checkpoint_dir: str, out_dir: str, data: PreparedData) -> dict[str, Any]:
-    """Export the model in a (local, verified) training checkpoint folder."""
+    """Export the model in a (local, verified) training checkpoint folder.
+
+    A sharded (FSDP) checkpoint is gathered into the full model; LoRA adapters
+    (``finetune.lora``) are merged into the weights: the export is the plain model.
+    """
     state = ckpt.load_state(checkpoint_dir)
     spec = json.loads(state["spec"])
     metrics = json.loads(state["metrics"])
+    if state.get("sharded"):  # FSDP: gather every rank's shards into the full model
+        from raylift.training.sharding import load_full_model_state
+
+        weights = load_full_model_state(checkpoint_dir)
+    else:
+        weights = state["model"]
     write_export(
         out_dir,
-        weights=state["model"],
+        weights=plain_weights(weights, spec),
         spec=spec,
         data=data,
         metrics=metrics,

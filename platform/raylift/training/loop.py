@@ -15,13 +15,15 @@ import torch
 from torch import nn
 
 from raylift.data.base import PreparedData
+from raylift.errors import CheckpointError
 from raylift.training import checkpoint as ckpt
 from raylift.training import resume
 from raylift.training.evaluate import evaluate
 from raylift.training.plan import SampleStream, StepPlan
 from raylift.training.preemption import PreemptionCheck, release_sigterm, sigterm_received
 from raylift.training.setup import WorkerSetup, build_worker
-from raylift.training.telemetry import start_gpu_sampler
+from raylift.training.sharding import local_state_bytes, no_sync
+from raylift.training.telemetry import peak_memory, start_gpu_sampler
 
 # Chaos testing: the driver reads this and rank 0 raises once at that step, in an
 # attempt that did not resume from a checkpoint (so a restart gets past it).
@@ -122,7 +124,8 @@ def _resume_state(
     name = resume.agree_on(name)
     if name is None:
         return None
-    return state if state is not None else resume.load_named(run_dir, name)
+    state = state if state is not None else resume.load_named(run_dir, name)
+    return {**state, "folder": name}
 
 
 def _process_start_time() -> float:
@@ -140,8 +143,20 @@ def _run_dir(spec: dict[str, Any]) -> str:
 
 
 def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> None:
-    setup.unwrapped.load_state_dict(restored["model"])
-    setup.optimizer.load_state_dict(restored["optimizer"])
+    if bool(restored.get("sharded")) != setup.sharded:
+        raise CheckpointError(
+            f"checkpoint {restored.get('folder')} was written with "
+            f"strategy {'fsdp' if restored.get('sharded') else 'ddp'}; resume with the same "
+            "scaling.strategy"
+        )
+    if setup.sharded:  # every rank reads its shards, at whatever world size this is
+        from raylift.training.sharding import load_sharded
+
+        with resume.local_folder(_run_dir(setup.spec), restored["folder"]) as folder:
+            load_sharded(folder, setup.unwrapped, setup.optimizer)
+    else:
+        setup.unwrapped.load_state_dict(restored["model"])
+        setup.optimizer.load_state_dict(restored["optimizer"])
     setup.scheduler.load_state_dict(restored["scheduler"])
     if setup.scaler is not None and "scaler" in restored:
         setup.scaler.load_state_dict(restored["scaler"])
@@ -252,10 +267,10 @@ def _optimizer_step(
     rank: int,
 ) -> float:
     """One optimizer step over the global batch at ``samples_seen``; rank's mean loss."""
-    model, optimizer = setup.model, setup.optimizer
+    model, optimizer = setup.forward_model, setup.optimizer
     model.train()
     accum = plan.accum_steps
-    # DDP averages gradients over ranks, so scale each rank's summed per-sample
+    # DDP and FSDP average gradients over ranks, so scale each rank's summed per-sample
     # losses by world/global: the result is the mean over the whole global batch,
     # whatever the (possibly uneven) split into ranks and micro-batches.
     scale = plan.world_size / plan.global_batch
@@ -264,8 +279,8 @@ def _optimizer_step(
         indices = stream.indices(plan.micro_batch_positions(samples_seen, micro, rank))
         inputs = data.train_inputs[indices].to(setup.device, non_blocking=True)
         targets = data.train_targets[indices].to(setup.device, non_blocking=True)
-        sync = micro == accum - 1 or not hasattr(model, "no_sync")
-        with contextlib.nullcontext() if sync else model.no_sync(), setup.autocast():
+        last = micro == accum - 1
+        with contextlib.nullcontext() if last else no_sync(setup.model), setup.autocast():
             per_sample = setup.loss(model(inputs), targets)
             loss = per_sample.sum() * scale
         if setup.scaler is not None:
@@ -320,6 +335,9 @@ def _progress_metrics(
         "accum_steps": setup.plan.accum_steps,
         "attempt": state.attempt,
         "step_end_time": time.time(),  # wall clock: lets monitors and benchmarks time steps
+        **peak_memory(setup.device),
+        # Parameters + optimizer state this rank holds (its shards under FSDP).
+        "model_state_bytes": local_state_bytes(setup.unwrapped, setup.optimizer),
     }
     if state.resumed_from_step is not None:
         metrics["resumed_from_step"] = state.resumed_from_step
@@ -332,48 +350,98 @@ def _progress_metrics(
 def _report_checkpoint(
     setup: WorkerSetup, state: LoopState, metrics: dict[str, Any], rank: int
 ) -> None:
+    """Write, seal and report a checkpoint. DDP: rank 0 writes the whole state.
+    FSDP: every rank writes its shards (torch.distributed.checkpoint) into its own
+    folder and Ray uploads them all into one; rank 0 adds ``state.pt`` (step, RNG,
+    schedule...) and the manifest listing every rank's files, written last."""
     import ray.train
 
+    name = resume.checkpoint_dir_name(state.step)
+    writes = rank == 0 and name not in state.unusable  # rank 0 knows what Ray prunes
+    if setup.sharded:
+        writes = bool(resume.agree_on(writes))
     with tempfile.TemporaryDirectory(prefix="raylift-ckpt-") as directory:
         checkpoint = None
-        if rank == 0 and resume.checkpoint_dir_name(state.step) not in state.unusable:
-            payload = {
-                "model": setup.unwrapped.state_dict(),
-                "optimizer": setup.optimizer.state_dict(),
-                "scheduler": setup.scheduler.state_dict(),
-                "step": state.step,
-                "epoch": metrics["epoch"],
-                "samples_seen": state.samples_seen,
-                "restarts": state.restarts,
-                "world_size": setup.plan.world_size,
-                "rng": ckpt.rng_states(),
-                "spec": json.dumps(setup.spec),
-                "metrics": json.dumps(metrics),
-                "orphans": list(state.orphans),
-            }
-            if setup.scaler is not None:
-                payload["scaler"] = setup.scaler.state_dict()
-            train = setup.spec["train"]
-            better = _improves_best(train, state, metrics)
-            if better:
-                state.best = {"value": float(metrics[train["metric"]]), "step": state.step}
-            payload["best"] = state.best
+        better = False
+        if writes:
             started = time.perf_counter()
-            ckpt.save_state(directory, payload, extra={"step": state.step, "metrics": metrics})
-            metrics["checkpoint_s"] = time.perf_counter() - started
-            metrics["checkpoint_bytes"] = ckpt.size_bytes(directory)
-            if better:
-                resume.keep_best(_run_dir(setup.spec), directory, state.step)
+            other_files = _write_shards(setup, directory, rank) if setup.sharded else None
+            if rank == 0:
+                train = setup.spec["train"]
+                better = _improves_best(train, state, metrics)
+                if better:
+                    state.best = {"value": float(metrics[train["metric"]]), "step": state.step}
+                payload = _state_payload(setup, state, metrics)
+                ckpt.save_state(
+                    directory,
+                    payload,
+                    extra={"step": state.step, "metrics": metrics},
+                    other_files=other_files,
+                )
+                metrics["checkpoint_s"] = time.perf_counter() - started
+                metrics["checkpoint_bytes"] = ckpt.size_bytes(directory)
+                if better and not setup.sharded:
+                    resume.keep_best(_run_dir(setup.spec), directory, state.step)
             checkpoint = ray.train.Checkpoint.from_directory(directory)
-        ray.train.report(
-            metrics,
-            checkpoint=checkpoint,
-            checkpoint_dir_name=resume.checkpoint_dir_name(state.step),
-        )
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+    if setup.sharded and writes:
+        # Every rank's upload is done once all have passed report(): only then is
+        # the folder on storage complete enough to copy as the best one.
+        _barrier()
+        if rank == 0 and better:
+            resume.keep_best_from_storage(_run_dir(setup.spec), name, state.step)
     if rank == 0 and state.orphans:
         state.orphans = resume.prune_orphans(
             _run_dir(setup.spec), state.orphans, setup.spec["train"]["keep_checkpoints"]
         )
+
+
+def _state_payload(setup: WorkerSetup, state: LoopState, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Rank 0's ``state.pt``: everything but the sharded model/optimizer under FSDP."""
+    payload: dict[str, Any] = {
+        "scheduler": setup.scheduler.state_dict(),
+        "step": state.step,
+        "epoch": metrics["epoch"],
+        "samples_seen": state.samples_seen,
+        "restarts": state.restarts,
+        "world_size": setup.plan.world_size,
+        "rng": ckpt.rng_states(),
+        "spec": json.dumps(setup.spec),
+        "metrics": json.dumps(metrics),
+        "orphans": list(state.orphans),
+        "best": state.best,
+        "sharded": setup.sharded,
+    }
+    if not setup.sharded:
+        payload["model"] = setup.unwrapped.state_dict()
+        payload["optimizer"] = setup.optimizer.state_dict()
+    if setup.scaler is not None:
+        payload["scaler"] = setup.scaler.state_dict()
+    return payload
+
+
+def _write_shards(setup: WorkerSetup, directory: str, rank: int) -> dict[str, Any]:
+    """This rank's shards into ``directory``; on rank 0, every other rank's file digests."""
+    import torch.distributed as dist
+
+    from raylift.training.sharding import save_sharded
+
+    save_sharded(directory, setup.unwrapped, setup.optimizer)
+    mine = ckpt.file_digests(directory)
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return {}
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    if rank != 0:
+        return {}
+    return {rel: d for other in gathered[1:] for rel, d in other.items()}
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
 
 
 def _improves_best(train: dict[str, Any], state: LoopState, metrics: dict[str, Any]) -> bool:

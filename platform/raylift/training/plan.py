@@ -11,7 +11,8 @@ at any step, with any number of workers, continues exactly where it stopped.
 not change on a resize. On a resize, ``batch_policy`` decides the batch:
 
 - ``keep_global``: the global batch stays ``batch_size * max_workers *
-  grad_accum_steps``; fewer workers accumulate more micro-batches.
+  grad_accum_steps`` (or ``train.global_batch_size``, or ``global_batch_tokens``
+  in whole sequences); fewer workers accumulate more micro-batches.
 - ``keep_per_worker``: each worker keeps ``batch_size * grad_accum_steps`` per
   step, so the global batch shrinks and grows with the workers (optionally with
   the LR scaled linearly, see :func:`lr_multiplier`).
@@ -20,8 +21,9 @@ not change on a resize. On a resize, ``batch_policy`` decides the batch:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -42,6 +44,7 @@ class StepPlan:
     max_steps: int | None
     max_workers: int | None = None  # reference world size; defaults to world_size
     batch_policy: BatchPolicy = "keep_global"
+    fixed_global_batch: int | None = None  # train.global_batch_size (or from tokens)
 
     @property
     def reference_workers(self) -> int:
@@ -50,6 +53,8 @@ class StepPlan:
     @property
     def reference_global_batch(self) -> int:
         """Samples per optimizer step at ``max_workers``; fixes ``total_steps``."""
+        if self.fixed_global_batch is not None:
+            return self.fixed_global_batch
         return self.per_worker_batch * self.reference_workers * self.grad_accum_steps
 
     @property
@@ -70,6 +75,12 @@ class StepPlan:
     def steps_per_epoch(self) -> int:
         steps = self.num_train // self.reference_global_batch
         if steps < 1:
+            if self.fixed_global_batch is not None:
+                raise SpecError(
+                    f"one optimizer step needs {self.fixed_global_batch} samples but the "
+                    f"training split has {self.num_train}; lower the global batch size",
+                    key="train.global_batch_size",
+                )
             raise SpecError(
                 f"one optimizer step needs {self.reference_global_batch} samples "
                 f"(batch_size {self.per_worker_batch} x {self.reference_workers} workers x "
@@ -169,3 +180,19 @@ def lr_world_factor(
     if policy == "keep_per_worker" and scale_lr:
         return world_size / max_workers
     return 1.0
+
+
+def fixed_global_batch(train: Mapping[str, Any], context_length: int | None) -> int | None:
+    """``train.global_batch_size``, or ``global_batch_tokens`` in whole sequences."""
+    samples, tokens = train.get("global_batch_size"), train.get("global_batch_tokens")
+    if samples is not None:
+        return int(samples)
+    if tokens is None:
+        return None
+    if not context_length:
+        raise SpecError(
+            "train.global_batch_tokens needs a language-model data set (sequences of tokens); "
+            "use train.global_batch_size",
+            key="train.global_batch_tokens",
+        )
+    return math.ceil(int(tokens) / context_length)

@@ -9,7 +9,7 @@ from ray.train import Checkpoint, UserCallback
 
 
 class ProgressCallback(UserCallback):
-    """Forwards rank 0's reported metrics to a ``ray.util.queue.Queue``."""
+    """Forwards rank 0's reported metrics (and every rank's peak memory) to a queue."""
 
     def __init__(self, queue: Any) -> None:
         self.queue = queue
@@ -21,5 +21,8 @@ class ProgressCallback(UserCallback):
             return
         event = dict(metrics[0])
         event["checkpoint"] = checkpoint.path if checkpoint is not None else None
+        peaks = [m.get("peak_memory_bytes") for m in metrics]
+        if all(p is not None for p in peaks):
+            event["peak_memory_per_worker"] = peaks
         with contextlib.suppress(Exception):
             self.queue.put_nowait(event)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from raylift import storage
 from raylift.errors import CheckpointError, StorageError
@@ -19,6 +20,7 @@ from raylift.training import checkpoint as ckpt
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d{8})$")
 BEST_DIR = "best"
+T = TypeVar("T")
 
 
 def checkpoint_dir_name(step: int) -> str:
@@ -128,12 +130,31 @@ def _load(path: str) -> dict[str, Any]:
         return ckpt.load_state(storage.download_dir(path, tmp))
 
 
-def agree_on(name: str | None) -> str | None:
-    """Rank 0's choice, broadcast so every rank resumes from the same folder."""
+def agree_on(choice: T) -> T:
+    """Rank 0's choice, broadcast so every rank acts on the same (e.g. resumes from
+    the same folder)."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return name
-    box = [name]
+        return choice
+    box = [choice]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextlib.contextmanager
+def local_folder(run_dir: str, name: str) -> Iterator[str]:
+    """A checkpoint folder as a local path: where it lies, or a temporary download."""
+    path = storage.join(run_dir, name)
+    if not storage.is_remote(path):
+        yield storage.local_path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="raylift-shards-") as tmp:
+        yield storage.download_dir(path, tmp)
+
+
+def keep_best_from_storage(run_dir: str, name: str, step: int) -> None:
+    """:func:`keep_best` for a checkpoint that is already complete on storage only
+    (sharded: every rank uploaded its part)."""
+    with local_folder(run_dir, name) as folder:
+        keep_best(run_dir, folder, step)

@@ -33,6 +33,8 @@ class RunRecord:
     recoveries: list[dict[str, Any]] = field(default_factory=list)
     # Set when the run started from another run's checkpoint (PBT's exploit step).
     started_from: dict[str, Any] | None = None
+    # Peak memory per worker: {"kind": cpu_rss | cuda_allocated, "per_worker", "max"}.
+    peak_memory: dict[str, Any] | None = None
 
     def save(self, run_dir: str) -> None:
         storage.write_text(storage.join(run_dir, RECORD_FILE), json.dumps(asdict(self), indent=1))

@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from raylift.data.base import DatasetInfo, PreparedData, load_dataset
+from raylift.errors import RayliftError, SpecError
 from raylift.models.base import build_model
-from raylift.training.plan import StepPlan, lr_multiplier, lr_world_factor
+from raylift.models.lora import ParamCounts, count_parameters, prepare_for_finetune
+from raylift.training.plan import StepPlan, fixed_global_batch, lr_multiplier, lr_world_factor
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -22,7 +24,7 @@ class WorkerSetup:
     spec: dict[str, Any]
     plan: StepPlan
     data: PreparedData
-    model: nn.Module  # possibly DDP-wrapped
+    model: nn.Module  # DDP-wrapped, FSDP-sharded (in place), or plain
     unwrapped: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -31,6 +33,17 @@ class WorkerSetup:
     loss: LossFn
     baselines: dict[str, float] = field(default_factory=dict)
     gpu_sampler: Any = None  # telemetry.GpuSampler when training on a GPU
+    compiled: nn.Module | None = None  # torch.compile(model) when train.compile
+
+    @property
+    def forward_model(self) -> nn.Module:
+        """What the forward pass calls: the compiled model, else ``model``."""
+        return self.compiled if self.compiled is not None else self.model
+
+    @property
+    def sharded(self) -> bool:
+        """FSDP: every rank writes and reads its part of each checkpoint."""
+        return self.spec["scaling"]["strategy"] == "fsdp"
 
     @property
     def info(self) -> DatasetInfo:
@@ -60,6 +73,11 @@ def loss_for(task: str) -> LossFn:
     )
 
 
+def _context_length(info: DatasetInfo) -> int | None:
+    """Tokens per sample of a language-model data set; None for other tasks."""
+    return int(info.input_shape[0]) if info.task == "language_modeling" else None
+
+
 def load_data(spec: dict[str, Any]) -> PreparedData:
     data = spec["data"]
     return load_dataset(
@@ -71,6 +89,32 @@ def make_model(spec: dict[str, Any], info: DatasetInfo) -> nn.Module:
     model = spec["model"]
     torch.manual_seed(spec["train"]["seed"])
     return build_model(model.get("name"), model.get("import_path"), model.get("params", {}), info)
+
+
+def plan_finetune(spec: dict[str, Any], info: DatasetInfo) -> ParamCounts | None:
+    """Check ``spec["finetune"]`` on the driver, before any worker starts.
+
+    Builds the model on the meta device (no memory, no weights) and applies the
+    section, so a glob that matches nothing fails here with its SpecError.
+    Returns the parameter counts; None without a finetune section, or when the
+    model cannot be built on the meta device (the workers then check).
+    """
+    if not spec.get("finetune"):
+        return None
+    model_spec = spec["model"]
+    try:
+        with torch.device("meta"):
+            model = build_model(
+                model_spec.get("name"),
+                model_spec.get("import_path"),
+                model_spec.get("params", {}),
+                info,
+            )
+    except RayliftError:
+        raise
+    except Exception:
+        return None
+    return count_parameters(prepare_for_finetune(model, spec["finetune"]))
 
 
 def make_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Optimizer:
@@ -113,6 +157,7 @@ def build_worker(
         max_steps=train["max_steps"],
         max_workers=scaling["max_workers"],
         batch_policy=scaling["batch_policy"],
+        fixed_global_batch=fixed_global_batch(train, _context_length(data.info)),
     )
     world_factor = lr_world_factor(
         world_size, scaling["max_workers"], scaling["batch_policy"], scaling["scale_lr"]
@@ -120,9 +165,18 @@ def build_worker(
     model = make_model(spec, data.info)
     if spec.get("init_from"):
         model.load_state_dict(load_weights(spec["init_from"]))
+    prepare_for_finetune(model, spec.get("finetune"))  # freeze / LoRA, after init_from
+    if train["activation_checkpointing"]:
+        enable_activation_checkpointing(model, spec)
+
     device = ray.train.torch.get_device()
-    wrapped = ray.train.torch.prepare_model(model, parallel_strategy="ddp")
-    unwrapped = wrapped.module if hasattr(wrapped, "module") else wrapped
+    if scaling["strategy"] == "fsdp":
+        from raylift.training.sharding import shard_model
+
+        wrapped = unwrapped = shard_model(model.to(device))  # FSDP2 shards in place
+    else:
+        wrapped = ray.train.torch.prepare_model(model, parallel_strategy="ddp")
+        unwrapped = wrapped.module if hasattr(wrapped, "module") else wrapped
     optimizer = make_optimizer(unwrapped, train)
     scheduler = make_scheduler(optimizer, train, plan.total_steps, world_factor)
     scaler = torch.amp.GradScaler(device.type) if train["precision"] == "fp16" else None
@@ -138,4 +192,17 @@ def build_worker(
         device=device,
         loss=loss_for(data.info.task),
         baselines=dict(data.baselines),
+        compiled=torch.compile(wrapped) if train["compile"] else None,
     )
+
+
+def enable_activation_checkpointing(model: nn.Module, spec: dict[str, Any]) -> None:
+    """Turn on per-block recomputation; a model without blocks is a spec error."""
+    if not hasattr(model, "activation_checkpointing"):
+        name = spec["model"].get("name") or spec["model"].get("import_path")
+        raise SpecError(
+            f"model {name!r} has no transformer blocks to checkpoint; "
+            "set train.activation_checkpointing to false (it is for the gpt)",
+            key="train.activation_checkpointing",
+        )
+    model.activation_checkpointing = True

@@ -171,3 +171,35 @@ def start_gpu_sampler(run: str, rank: int, device: Any) -> GpuSampler | None:
     sampler.sample()
     sampler.start()
     return sampler
+
+
+def peak_memory(device: Any) -> dict[str, Any]:
+    """This worker's peak memory so far: CUDA max allocated on a GPU, else max RSS."""
+    import torch
+
+    if getattr(device, "type", None) == "cuda":
+        return {
+            "peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
+            "memory_kind": "cuda_allocated",
+        }
+    import resource
+
+    # Linux reports ru_maxrss in KiB.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"peak_memory_bytes": int(rss), "memory_kind": "cpu_rss"}
+
+
+def memory_summary(event: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run record's peak memory per worker, updated from one progress event.
+
+    ``event["peak_memory_per_worker"]``: every rank's peak in that report round;
+    ``before``: the summary so far (its ``max`` is kept across attempts).
+    """
+    peaks = event.get("peak_memory_per_worker")
+    if not peaks:
+        return before
+    return {
+        "kind": event.get("memory_kind"),
+        "per_worker": [int(p) for p in peaks],
+        "max": max(max(int(p) for p in peaks), int((before or {}).get("max", 0))),
+    }

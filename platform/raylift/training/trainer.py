@@ -87,10 +87,6 @@ def build_trainer(
     from raylift.training.recovery import ElasticRecovery
 
     scaling = spec.scaling
-    if scaling.strategy == "fsdp":
-        raise SpecError(
-            "scaling.strategy=fsdp is not available yet; use ddp", key="scaling.strategy"
-        )
     resources = scaling.resources_per_worker
     if resources is None:
         resources = {"CPU": 1, "GPU": 1} if scaling.use_gpu else {"CPU": 1}
@@ -159,6 +155,7 @@ class TrainOutcome:
     best_metrics: dict[str, Any]
     metric: str
     mode: str
+    peak_memory: dict[str, Any] | None = None  # per worker, see RunRecord.peak_memory
 
 
 def prepare_run_dir(
@@ -172,14 +169,21 @@ def prepare_run_dir(
         if not exists:
             raise StorageError(f"nothing to resume: no run {spec.name!r} under {spec.storage.path}")
         if record is not None:
-            for key in ("model", "data"):
+            for key in ("model", "data", "finetune"):
                 before, after = record.spec.get(key), resolved.get(key)
-                if before is not None and before != after:
+                if key in record.spec and before != after:
                     raise SpecError(
                         f"differs from the run being resumed ({run_dir}); resume with the same "
                         f"{key} section or start a new run name",
                         key=key,
                     )
+            before = (record.spec.get("scaling") or {}).get("strategy", "ddp")
+            if before != spec.scaling.strategy:
+                raise SpecError(
+                    f"the run being resumed ({run_dir}) wrote {before} checkpoints; resume "
+                    f"with scaling.strategy={before} or start a new run name",
+                    key="scaling.strategy",
+                )
         return record
     if exists:
         if not overwrite:
@@ -210,12 +214,13 @@ def run_training(
 
     from raylift.training.progress import ProgressCallback
     from raylift.training.resume import step_of
-    from raylift.training.setup import load_data
+    from raylift.training.setup import load_data, plan_finetune
     from raylift.training.stop import StopOnSigterm, new_key
 
     resolved = resolve_spec(spec)
     data = load_data(resolved)  # bad data or metric fails here, before the run folder is touched
     metric, mode = metric_and_mode(spec, data.info.task)
+    finetune = plan_finetune(resolved, data.info)  # and a finetune glob that matches nothing
     resolved["train"]["metric"], resolved["train"]["mode"] = metric, mode
     previous = prepare_run_dir(spec, resolved, resume=resume, overwrite=overwrite)
     record = RunRecord(
@@ -234,6 +239,8 @@ def run_training(
         storage.upload_dir(folder, storage.join(spec.run_dir, name))
         record.started_from = {"checkpoint": source, "step": step_of(name)}
     record.save(spec.run_dir)
+    if finetune is not None and on_event is not None:
+        on_event({"finetune": finetune.describe(), **finetune.metrics()})
 
     # Pin the progress queue to the driver's node: on a worker node it would die
     # with that node, and the driver would go blind to a run that carries on.
@@ -302,7 +309,13 @@ def run_training(
     record.export = export_dir
     record.save(spec.run_dir)
     return TrainOutcome(
-        spec.run_dir, export_dir, record.metrics, _clean(best_metrics), metric, mode
+        spec.run_dir,
+        export_dir,
+        record.metrics,
+        _clean(best_metrics),
+        metric,
+        mode,
+        record.peak_memory,
     )
 
 
@@ -399,6 +412,8 @@ def _pump(
     After the run ends (``stop``) it drains what is left, so the last reports (the
     final validation, which Tune's schedulers wait for) are not dropped.
     """
+    from raylift.training.telemetry import memory_summary
+
     tracker = RecoveryTracker(int(record.metrics.get("step", 0)))
     telemetry.keep_fresh(stop)
     history = MetricsHistory(run_dir)
@@ -423,6 +438,7 @@ def _pump(
         if on_event is not None:
             on_event(event)
         record.metrics = _clean(event)
+        record.peak_memory = memory_summary(event, record.peak_memory)
         # Keep the record current (a new driver resuming after this one died reads
         # the last step from it); throttled on remote storage.
         due = time.monotonic() - saved_at >= (0.0 if not storage.is_remote(run_dir) else 10.0)
@@ -453,7 +469,7 @@ def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe copy without Ray's bookkeeping keys."""
     out = {}
     for key, value in metrics.items():
-        if key in ("checkpoint", "recovery") or key.startswith("_"):
+        if key in ("checkpoint", "recovery", "peak_memory_per_worker") or key.startswith("_"):
             continue
         try:
             json.dumps(value)

@@ -294,6 +294,12 @@ def _node_env(cluster: DevCluster) -> dict[str, str]:
     return env
 
 
+def node_temp_dir(cluster: DevCluster, role: str) -> str:
+    """A node's own Ray temp dir under the cluster's (short: Ray's socket paths
+    must stay under the 107-byte limit)."""
+    return os.path.join(cluster.temp_dir, role.replace("worker-", "w").replace("head", "h"))
+
+
 def _start_node(
     cluster: DevCluster,
     role: str,
@@ -310,7 +316,10 @@ def _start_node(
         "--block",
         f"--num-cpus={_count(cpus)}",
         f"--num-gpus={_count(gpus)}",
-        f"--temp-dir={cluster.temp_dir}",
+        # One temp dir per node, as on separate machines: nodes sharing one session
+        # folder unpack a job's working_dir over each other, deleting the folder a
+        # running driver has as its current directory.
+        f"--temp-dir={node_temp_dir(cluster, role)}",
         "--disable-usage-stats",
     ]
     command += [f"{option}={free_port()}" for option in NODE_PORT_OPTIONS]

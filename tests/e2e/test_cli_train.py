@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from process_groups import kill_process_group_and_its_ray
 
 from raylift.data import load_dataset
 from raylift.data.preprocessing import preprocess
@@ -41,6 +40,7 @@ def test_a_killed_driver_resumes_and_the_export_predicts(tmp_path: Path) -> None
     storage = tmp_path / "runs"
     env = {**os.environ, "RAYLIFT_STORAGE_PATH": str(storage)}
     output = (tmp_path / "first.log").open("w")
+    started = time.time()
     first = subprocess.Popen(
         [RAYLIFT, "train", "jobs/digits-mlp.yaml", *SHORTER],
         cwd=ROOT,
@@ -59,9 +59,7 @@ def test_a_killed_driver_resumes_and_the_export_predicts(tmp_path: Path) -> None
         log = (tmp_path / "first.log").read_text()[-3000:]
         assert sealed and first.poll() is None, f"no checkpoint while running: {log}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(first.pid, signal.SIGKILL)  # the driver dies with its Ray
-        first.wait(timeout=30)
+        kill_process_group_and_its_ray(first, started)  # the driver dies with its Ray
         output.close()
     record = json.loads((run_dir / "raylift-run.json").read_text())
     assert record["status"] == "running"  # nobody was left to say otherwise

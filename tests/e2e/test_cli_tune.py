@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from process_groups import kill_process_group_and_its_ray
 
 from raylift.training.export import load_export
 
@@ -57,6 +55,7 @@ def test_asha_with_optuna_survives_a_killed_driver_and_exports_the_winner(
     )
     # Kill the whole driver process group once the first trial has finished.
     log = (tmp_path / "first.log").open("w")
+    started = time.time()
     first = subprocess.Popen(
         command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -71,9 +70,7 @@ def test_asha_with_optuna_survives_a_killed_driver_and_exports_the_winner(
         else:
             pytest.fail("no trial finished in 300 s")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
+        kill_process_group_and_its_ray(first, started)
     finished_before = {
         name: r["finished"] for name, r in records(sweep_dir).items() if r["status"] == "succeeded"
     }

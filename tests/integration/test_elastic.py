@@ -38,7 +38,9 @@ RESUME_BUDGET_S = 60
 WAIT_S = 150
 
 
-def elastic_spec(storage: Path, name: str, epochs: int, **train: Any) -> dict[str, Any]:
+def elastic_spec(
+    storage: Path, name: str, epochs: int, strategy: str = "ddp", **train: Any
+) -> dict[str, Any]:
     return {
         "name": name,
         "model": {"name": "mlp", "params": {"hidden_sizes": [32]}},
@@ -52,7 +54,12 @@ def elastic_spec(storage: Path, name: str, epochs: int, **train: Any) -> dict[st
             "keep_checkpoints": 2,
             **train,
         },
-        "scaling": {"min_workers": 1, "max_workers": 2, "resize_check_interval_s": 3},
+        "scaling": {
+            "min_workers": 1,
+            "max_workers": 2,
+            "resize_check_interval_s": 3,
+            "strategy": strategy,
+        },
         "failure": {"max_failures": 3},
         "storage": {"path": str(storage)},
     }
@@ -103,10 +110,11 @@ def test_node_loss_shrinks_and_node_return_grows_back(
     elastic_cluster: Any,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """7a + 7b: lose a worker node -> 1 worker; it returns -> 2 workers; same total steps."""
+    """7a + 7b: lose a worker node -> 1 worker; it returns -> 2 workers; same total steps.
+    Under FSDP (issue 9): each restart loads sharded checkpoints at another world size."""
     epochs = 20
     log = EventLog()
-    spec = spec_from_dict(elastic_spec(tmp_path, "elastic-loss", epochs))
+    spec = spec_from_dict(elastic_spec(tmp_path, "elastic-loss", epochs, strategy="fsdp"))
     run = BackgroundRun(lambda: run_training(spec, on_event=log)).start()
 
     wait_event(
@@ -149,6 +157,8 @@ def test_node_loss_shrinks_and_node_return_grows_back(
     assert [r["notice"] for r in record.recoveries] == [None, "resize"]
     assert record.recoveries[1]["steps_lost"] < CHECKPOINT_EVERY // 2
     assert_checkpoints_pruned(spec.run_dir, keep=2)
+    newest = Path(spec.run_dir) / checkpoint_steps(spec.run_dir)[0][1]
+    assert {"__0_0.distcp", "__1_0.distcp", ".metadata"} <= {p.name for p in newest.iterdir()}
 
 
 def test_sigterm_checkpoints_first_and_sigkill_resumes_from_latest(

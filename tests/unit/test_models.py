@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,28 @@ def test_user_import_path_builder(monkeypatch: pytest.MonkeyPatch) -> None:
         import_builder("tests.unit.no_such_module:build")
     with pytest.raises(RegistryError, match="must look like"):
         import_builder("tests.unit.custom_model.build")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_train_compile_matches_eager_forward_and_backward() -> None:
+    """``train.compile``: the model the loop calls is inductor-compiled and equal to eager."""
+    from raylift.training.setup import compiled_model
+
+    info = DatasetInfo(
+        task="language_modeling", input_shape=(16,), vocab_size=256, input_dtype="int64"
+    )
+    torch.manual_seed(0)
+    model = build_model("gpt", None, {"num_layers": 1, "num_heads": 2, "embed_dim": 32}, info)
+    assert compiled_model(model, {"compile": False}) is None
+    compiled = compiled_model(model, {"compile": True})
+    assert compiled is not None and compiled is not model
+    tokens = torch.randint(0, 256, (2, 16))
+    compiled(tokens).float().pow(2).mean().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    eager = model(tokens)
+    eager.float().pow(2).mean().backward()
+    assert torch.allclose(compiled(tokens), eager, atol=1e-5)
+    for got, want in zip(grads, (p.grad for p in model.parameters()), strict=True):
+        assert torch.allclose(got, want, atol=1e-5)

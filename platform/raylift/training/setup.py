@@ -192,8 +192,13 @@ def build_worker(
         device=device,
         loss=loss_for(data.info.task),
         baselines=dict(data.baselines),
-        compiled=torch.compile(wrapped) if train["compile"] else None,
+        compiled=compiled_model(wrapped, train),
     )
+
+
+def compiled_model(model: nn.Module, train: dict[str, Any]) -> nn.Module | None:
+    """``torch.compile(model)`` when ``train.compile`` (inductor; compiles on first use)."""
+    return torch.compile(model) if train.get("compile") else None
 
 
 def enable_activation_checkpointing(model: nn.Module, spec: dict[str, Any]) -> None:

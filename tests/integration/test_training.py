@@ -238,6 +238,9 @@ def test_fsdp_gpt_beats_the_unigram_baseline_with_sharded_checkpoints(
     assert {".metadata", "__0_0.distcp", "__1_0.distcp", "state.pt", "manifest.json"} <= files
     manifest = json.loads((newest / "manifest.json").read_text())
     assert {"__0_0.distcp", "__1_0.distcp", ".metadata"} <= set(manifest["files"])
+    written = [e["checkpoint_bytes"] for e in best["events"] if e.get("checkpoint_bytes")]
+    on_disk = sum(p.stat().st_size for p in newest.iterdir())
+    assert written[-1] == on_disk  # every rank's shards count
     # The export is the gathered, plain model.
     exported = load_export(str(run_dir / "model"))
     assert not any("lora" in k for k in exported.model.state_dict())

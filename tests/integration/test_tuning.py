@@ -16,7 +16,11 @@ def test_placement_groups_of_dead_actors_are_removed_and_no_others(ray_local: No
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    from raylift.tuning.orphans import orphaned_placement_groups, remove_orphaned_placement_groups
+    from raylift.tuning.orphans import (
+        _actor_is_dead,
+        orphaned_placement_groups,
+        remove_orphaned_placement_groups,
+    )
 
     @ray.remote(num_cpus=0)
     class Controller:
@@ -30,12 +34,18 @@ def test_placement_groups_of_dead_actors_are_removed_and_no_others(ray_local: No
     ready = ray.get(controller.reserve.remote(1))
     pending = ray.get(controller.reserve.remote(2))  # more than is free: stays pending
     assert orphaned_placement_groups(job) == []  # its creator is alive
+    assert not _actor_is_dead(controller._actor_id.hex())
 
     ray.kill(controller)
     deadline = time.monotonic() + 30
     while set(orphaned_placement_groups(job)) != {ready, pending}:
         assert time.monotonic() < deadline, orphaned_placement_groups(job)
         time.sleep(0.2)
+    # A group that reached the GCS after its creator died has no creator_actor_dead
+    # flag (a Train controller retrying as its trial is stopped): the creator's own
+    # state is checked too.
+    assert _actor_is_dead(controller._actor_id.hex())
+    assert not _actor_is_dead("ff" * 16)  # unknown: not ours to judge
     assert sorted(remove_orphaned_placement_groups()) == sorted([ready, pending])
     assert orphaned_placement_groups(job) == []
     table = ray.util.placement_group_table()

@@ -379,7 +379,8 @@ def _report_checkpoint(
                     other_files=other_files,
                 )
                 metrics["checkpoint_s"] = time.perf_counter() - started
-                metrics["checkpoint_bytes"] = ckpt.size_bytes(directory)
+                others = sum(f["bytes"] for f in (other_files or {}).values())
+                metrics["checkpoint_bytes"] = ckpt.size_bytes(directory) + others
                 if better and not setup.sharded:
                     resume.keep_best(_run_dir(setup.spec), directory, state.step)
             checkpoint = ray.train.Checkpoint.from_directory(directory)

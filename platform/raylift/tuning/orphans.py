@@ -39,16 +39,27 @@ def orphaned_placement_groups(job_id_hex: str) -> list[str]:
     orphans = []
     for raw in state._connect_and_get_accessor().get_placement_group_table():
         group = table.FromString(raw)
-        by_actor = not ActorID(group.creator_actor_id).is_nil()  # nil: made by a driver
+        creator = ActorID(group.creator_actor_id)
         if (
             group.creator_job_id.hex() == job_id_hex
-            and by_actor
-            and group.creator_actor_dead
+            and not creator.is_nil()  # nil: made by a driver
             and not group.is_detached
             and group.state in live
+            and (group.creator_actor_dead or _actor_is_dead(creator.hex()))
         ):
             orphans.append(group.placement_group_id.hex())
     return orphans
+
+
+def _actor_is_dead(actor_hex: str) -> bool:
+    """Whether the GCS has the actor as DEAD. Needed besides ``creator_actor_dead``:
+    a group whose creation reached the GCS after its creator died (a Train
+    controller retrying its worker group as the trial is stopped) never gets that
+    flag."""
+    from ray._private.state import state
+
+    info = state.actor_table(actor_hex)
+    return bool(info) and info.get("State") == "DEAD"
 
 
 def remove_orphaned_placement_groups() -> list[str]:

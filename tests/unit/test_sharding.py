@@ -40,6 +40,29 @@ INFO = DatasetInfo(
 )
 
 
+def _with_and_without_recompute(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, seed: int
+) -> list[tuple[float, dict[str, torch.Tensor], int]]:
+    """(loss, gradients by name (local shards), forwards of block 0) with activation
+    checkpointing off, then on; the same dropout masks both times."""
+    calls: list[int] = []
+    hook = model.blocks[0].register_forward_pre_hook(lambda *_: calls.append(1))
+    model.train()
+    results = []
+    for enabled in (False, True):
+        model.activation_checkpointing = enabled
+        calls.clear()
+        torch.manual_seed(seed)
+        loss = _per_sample_loss(model(inputs), targets).mean()
+        loss.backward()
+        grads = {name: sharding._local(p.grad).clone() for name, p in model.named_parameters()}
+        model.zero_grad(set_to_none=True)
+        results.append((float(loss.detach()), grads, len(calls)))
+    model.activation_checkpointing = False
+    hook.remove()
+    return results
+
+
 def _gpt(seed: int, dropout: float = 0.0) -> nn.Module:
     torch.manual_seed(seed)
     params = {"num_layers": 2, "num_heads": 4, "embed_dim": 64, "dropout": dropout}
@@ -204,24 +227,12 @@ def _worker(rank: int, port: int, workdir: str) -> None:
 
     # (e) activation checkpointing under FSDP: same loss and local gradient shards.
     ac = sharding.shard_model(_gpt(0, dropout=0.1))
-    ac.train()
-    calls = []
-    ac.blocks[0].register_forward_pre_hook(lambda *_: calls.append(1))
-    results = []
-    for enabled in (False, True):
-        ac.activation_checkpointing = enabled
-        calls.clear()
-        torch.manual_seed(123)
-        loss = _per_sample_loss(ac(inputs[0][rows]), targets[0][rows]).mean()
-        loss.backward()
-        grads = [p.grad.to_local().clone() for p in ac.parameters()]
-        ac.zero_grad(set_to_none=True)
-        results.append((float(loss.detach()), grads, len(calls)))
+    results = _with_and_without_recompute(ac, inputs[0][rows], targets[0][rows], seed=123)
     (loss_off, grads_off, calls_off), (loss_on, grads_on, calls_on) = results
     assert (calls_off, calls_on) == (1, 2), "block was not recomputed in backward"
     assert loss_on == loss_off
-    for g_off, g_on in zip(grads_off, grads_on, strict=True):
-        torch.testing.assert_close(g_on, g_off, rtol=1e-5, atol=1e-6)
+    for name, g_off in grads_off.items():
+        torch.testing.assert_close(grads_on[name], g_off, rtol=1e-5, atol=1e-6)
     out["ac_fsdp_ok"] = True
 
     # (f) bf16 compute and all-gathers, fp32 sharded params and reduce-scatter (gloo too).
@@ -395,23 +406,15 @@ def test_activation_checkpointing_same_loss_and_grads() -> None:
     model = _gpt(0, dropout=0.1)
     assert isinstance(model, GPT)
     inputs, targets = _data()
-    calls: list[int] = []
-    model.blocks[0].register_forward_pre_hook(lambda *_: calls.append(1))
-    results = []
-    for enabled in (False, True):
-        model.activation_checkpointing = enabled
-        calls.clear()
-        torch.manual_seed(5)
-        _per_sample_loss(model(inputs[0]), targets[0]).mean().backward()
-        results.append(({n: p.grad.clone() for n, p in model.named_parameters()}, len(calls)))
-        model.zero_grad(set_to_none=True)
-    (grads_off, calls_off), (grads_on, calls_on) = results
+    results = _with_and_without_recompute(model, inputs[0], targets[0], seed=5)
+    (_, grads_off, calls_off), (_, grads_on, calls_on) = results
     assert (calls_off, calls_on) == (1, 2)
     for name, grad in grads_off.items():
         torch.testing.assert_close(grads_on[name], grad, rtol=1e-5, atol=1e-7, msg=name)
     assert set(model.state_dict()) == set(_plain_keys())
+    calls: list[int] = []
+    model.blocks[0].register_forward_pre_hook(lambda *_: calls.append(1))
     with torch.no_grad():  # eval/no-grad: no recomputation
-        calls.clear()
         model(inputs[0])
         assert len(calls) == 1
 

@@ -3,6 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.raylift-installed
+# Test processes: the suite is CPU-bound (process start-up of Ray and Train),
+# 2 keeps a 2-core machine busy; each file runs whole in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test test-fast lint format bench manifests clean
 
@@ -19,7 +22,7 @@ demo: venv  ## train jobs/digits-mlp.yaml on an embedded local Ray, print the ex
 
 test: venv  ## the whole suite (unit, integration, e2e) plus lint
 	$(VENV)/bin/ruff check platform tests benchmarks dashboards
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: venv
 	$(PY) -m pytest tests/unit -m "not slow"

@@ -51,7 +51,11 @@ def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
     """Fraction of all cores busy over ``seconds``: other work here skews timings."""
     before = cpu_times()
     time.sleep(seconds)
-    after = cpu_times()
+    return busy_between(before, cpu_times())
+
+
+def busy_between(before: dict[str, float], after: dict[str, float]) -> float | None:
+    """Fraction of all cores busy between two ``cpu_times()`` readings."""
     if not before or not after:
         return None
     busy = after["busy"] - before["busy"]

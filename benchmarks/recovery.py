@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # benchmarks/ is not a package
     ForeignCpu,
+    busy_between,
     cpu_times,
     fmt,
     load_average,
@@ -304,6 +305,7 @@ def run_scenario(
         )
         before = len(steps)
         last = steps.last() or seen
+        cpu_before = cpu_times()
         lost_at = time.time()
         info = kill()
         resumed = need(
@@ -312,6 +314,7 @@ def run_scenario(
             ),
             f"step after the {kind} loss",
         )
+        cpu_after = cpu_times()
         out = {
             "at": round(lost_at, 3),
             "first_step_at": round(resumed["t"], 3),
@@ -326,6 +329,9 @@ def run_scenario(
             "world_after": resumed["world"],
             "worker_startup": resumed.get("startup") or None,
             "step_s": step_period(steps.events[start:before], MAX_WORKERS),
+            # The machine's CPUs in use from the loss to the step after it: near 1.0
+            # means the restart is CPU-bound (process start-up and imports).
+            "cpu_busy": busy_between(cpu_before, cpu_after),
             **info,
         }
         log(

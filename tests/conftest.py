@@ -20,6 +20,30 @@ os.environ.pop("RAY_ADDRESS", None)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOBS_DIR = REPO_ROOT / "jobs"
 
+# `make test` runs 2 pytest-xdist workers, one file at a time each, in collection
+# order (--no-loadscope-reorder): the files that take longest go first so that
+# neither worker is left with a long one at the end. Measured on 2 cores.
+LONGEST_FIRST = [
+    "integration/test_training.py",
+    "integration/test_elastic.py",
+    "e2e/test_cli_tune.py",
+    "integration/test_cluster_jobs.py",
+    "integration/test_monitoring.py",
+    "integration/test_serving.py",
+    "e2e/test_cli_train.py",
+    "e2e/test_cli_serve.py",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Write the Ray auth token once, before parallel workers start their Rays
+    (two Rays creating a missing token at once would disagree on it)."""
+    from raylift.auth import default_token_path, ensure_token_file, token_mode_on
+
+    named = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if token_mode_on() and not named and "PYTEST_XDIST_WORKER" not in os.environ:
+        ensure_token_file(default_token_path())
+
 
 @pytest.fixture(autouse=True)
 def _isolated_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -40,3 +64,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(skip_gpu)
+
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(REPO_ROOT / "tests").as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order within a file

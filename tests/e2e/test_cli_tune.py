@@ -48,7 +48,7 @@ def test_asha_with_optuna_survives_a_killed_driver_and_exports_the_winner(
     sweep_dir = storage / "digits-asha"
     command = tune_command(
         storage,
-        "num_samples=4",
+        "num_samples=3",
         "max_concurrent=1",  # 2 at once on 2 cores measured 235 s against 125 s
         "search.type=optuna",
         "scheduler.max_t=3",
@@ -83,7 +83,7 @@ def test_asha_with_optuna_survives_a_killed_driver_and_exports_the_winner(
     assert "leaderboard" in resumed.stdout and "best model:" in resumed.stdout
 
     after = records(sweep_dir)
-    assert len(after) == 4
+    assert len(after) == 3
     for name, finished in finished_before.items():  # finished trials were not re-run
         assert after[name]["finished"] == finished and after[name]["attempts"] == 1
     summary = json.loads((sweep_dir / "sweep.json").read_text())

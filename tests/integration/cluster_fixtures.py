@@ -160,20 +160,23 @@ def node_hosting(cluster: Any, actor_title: str) -> Any | None:
     return None
 
 
-def wait_for_actor_process(title: str, timeout: float) -> bool:
-    """Wait until a process titled ``ray::<title>`` runs (its constructor has returned).
+def wait_for_actor_process(cluster: Any, title: str, timeout: float) -> bool:
+    """Wait until one of ``cluster``'s nodes runs a process titled ``ray::<title>``
+    (its constructor has returned).
 
     Train starts a ``PreemptionWatcher`` actor at each worker-group start; on a
     loaded machine its process can take seconds to come up, and a drain issued
-    before then is only seen when it does.
+    before then is only seen when it does. Only this cluster's raylets' children
+    count: another Ray on the host (a parallel test) has its own watchers.
     """
     import psutil
 
+    raylets = {node.all_processes["raylet"][0].process.pid for node in cluster.list_all_nodes()}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for proc in psutil.process_iter(["cmdline"]):
+        for proc in psutil.process_iter(["cmdline", "ppid"]):
             cmdline = proc.info["cmdline"] or []
-            if cmdline and cmdline[0].strip() == f"ray::{title}":
+            if cmdline and cmdline[0].strip() == f"ray::{title}" and proc.info["ppid"] in raylets:
                 return True
         time.sleep(0.2)
     return False

@@ -219,7 +219,8 @@ def test_preemption_notice_checkpoints_before_the_node_goes(
 
     wait_event(log, run, "step 26", lambda e: e["world_size"] == 2 and e["step"] >= 26, 0)
     # Ray's drain watcher must be up, or the notice arrives after the deadline below.
-    assert wait_for_actor_process("PreemptionWatcher", timeout=60), "no PreemptionWatcher"
+    watching = wait_for_actor_process(elastic_cluster, "PreemptionWatcher", timeout=60)
+    assert watching, "no PreemptionWatcher"
     victim = worker_nodes(elastic_cluster)[-1]
     before = len(log)
     gcs = ray._raylet.GcsClient(address=elastic_cluster.address)

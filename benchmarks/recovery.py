@@ -60,6 +60,7 @@ from common import (  # benchmarks/ is not a package
     now_iso,
     publish,
 )
+from raylift.ports import free_port
 
 NAME = "recovery"
 RESUME_GOAL_S = 15.0
@@ -665,12 +666,6 @@ def run_raylift(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- torchrun
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Agent:

@@ -60,7 +60,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -90,6 +89,7 @@ from common import (  # noqa: E402  (benchmarks/ is not a package)
     publish,
     results,
 )
+from raylift.ports import free_port  # noqa: E402
 from raylift.serving import haproxy  # noqa: E402
 
 NAME = "serve"
@@ -183,12 +183,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def hidden_sizes(args: argparse.Namespace) -> list[int]:
     return [int(size) for size in args.hidden.split(",") if size]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the model and int8 -------------------------------------------------------------

@@ -23,15 +23,15 @@ JOBS_DIR = REPO_ROOT / "jobs"
 # `make test` runs 2 pytest-xdist workers, one file at a time each, in collection
 # order (--no-loadscope-reorder): the files that take longest go first so that
 # neither worker is left with a long one at the end. Measured on 2 cores.
-LONGEST_FIRST = [
-    "integration/test_training.py",
-    "integration/test_elastic.py",
-    "e2e/test_cli_tune.py",
-    "integration/test_cluster_jobs.py",
-    "integration/test_monitoring.py",
-    "integration/test_serving.py",
-    "e2e/test_cli_train.py",
-    "e2e/test_cli_serve.py",
+LONGEST_FIRST = [  # seconds each took beside another file, 2026-11-29
+    "integration/test_training.py",  # 465
+    "integration/test_elastic.py",  # 395
+    "integration/test_cluster_jobs.py",  # 282
+    "integration/test_monitoring.py",  # 251
+    "e2e/test_cli_tune.py",  # 248
+    "e2e/test_cli_train.py",  # 166
+    "integration/test_serving.py",  # 158
+    "e2e/test_cli_serve.py",  # 68
 ]
 
 

@@ -43,6 +43,7 @@ from raylift.auth import (
 )
 from raylift.cluster import NODE_HEALTH_CHECK
 from raylift.errors import ClusterError, SpecError
+from raylift.ports import free_port
 
 HOME_ENV = "RAYLIFT_HOME"
 STATE_FILE = "cluster.json"
@@ -237,12 +238,6 @@ def nodes(cluster: DevCluster, timeout: float = 5.0) -> list[dict[str, Any]]:
         }
         for node in listed
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- helpers

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,12 @@ import httpx
 import pytest
 
 from exports import digits_spec, gpt_spec, make_export
+from raylift.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RAYLIFT = str(Path(sys.executable).parent / "raylift")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_line(log: Path, text: str, process: subprocess.Popen[str], timeout: float) -> str:

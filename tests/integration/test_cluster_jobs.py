@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from raylift import devcluster
+from raylift.ports import free_port
 from raylift.training.export import load_export
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,7 +211,7 @@ def test_a_wrong_or_missing_token_is_refused_in_one_line(dev: Dev) -> None:
 
 def test_bad_input_fails_fast_and_sends_nothing(dev: Dev, tmp_path: Path) -> None:
     before = dev.job_count()
-    closed = devcluster.free_port()
+    closed = free_port()
     began = time.monotonic()
     unreachable = dev.cli("jobs", "list", "--address", f"http://127.0.0.1:{closed}")
     assert unreachable.returncode == 4 and "cannot reach" in unreachable.stderr

@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import httpx
 import pytest
 from dashboard_queries import load_dashboards, panel_queries, series_count, variable_queries
 
+from raylift.ports import free_port
 from raylift.specs.serve import ServeSpec
 from raylift.training.export import load_export
 from raylift.tuning.sweep import load_sweep, run_sweep
@@ -39,12 +39,6 @@ pytestmark = [
         reason="needs Prometheus on PATH (CI installs Debian's prometheus in .ci/run)",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

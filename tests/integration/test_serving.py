@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import torch
 from metrics_scrape import scrape_metric
 
 from exports import digits_spec, gpt_spec, make_export
+from raylift.ports import free_port
 from raylift.serving.generate import complete, sampling_from
 from raylift.serving.haproxy import private_folder, use_for_embedded_ray
 from raylift.specs.serve import ServeSpec
@@ -36,12 +36,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 KEY = "test-key-7f3a"
 KEYS_ENV = "RAYLIFT_TEST_SERVE_KEYS"
 APP = "servetest"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Served:

@@ -28,12 +28,12 @@ import atexit
 import os
 import shlex
 import shutil
-import socket
 import stat
 import tempfile
 from pathlib import Path
 
 from raylift.errors import ServeError
+from raylift.ports import free_port
 
 ENABLE = "RAY_SERVE_ENABLE_HA_PROXY"
 # Ray's settings for HAProxy's files, and the file names raylift gives them ("" = the folder).
@@ -104,12 +104,6 @@ exec {shlex.quote(binary)} "$@"
     path.write_text(script)
     path.chmod(stat.S_IRWXU)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def embedded_env(parent: str | None = None) -> dict[str, str]:

@@ -142,6 +142,11 @@ def worker_nodes(cluster: Any) -> list[Any]:
     return sorted(cluster.worker_nodes, key=lambda node: node.node_id)
 
 
+def raylet_pids(nodes: Any) -> dict[int, Any]:
+    """pid of each node's raylet -> the node (Ray's worker processes are its children)."""
+    return {node.all_processes["raylet"][0].process.pid: node for node in nodes}
+
+
 def node_hosting(cluster: Any, actor_title: str) -> Any | None:
     """The worker node whose raylet started the process titled ``ray::<actor_title>``.
 
@@ -150,7 +155,7 @@ def node_hosting(cluster: Any, actor_title: str) -> Any | None:
     """
     import psutil
 
-    raylets = {node.all_processes["raylet"][0].process.pid: node for node in cluster.worker_nodes}
+    raylets = raylet_pids(cluster.worker_nodes)
     for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmdline = proc.info["cmdline"] or []
         if cmdline and cmdline[0].startswith(f"ray::{actor_title}"):
@@ -171,7 +176,7 @@ def wait_for_actor_process(cluster: Any, title: str, timeout: float) -> bool:
     """
     import psutil
 
-    raylets = {node.all_processes["raylet"][0].process.pid for node in cluster.list_all_nodes()}
+    raylets = raylet_pids(cluster.list_all_nodes())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for proc in psutil.process_iter(["cmdline", "ppid"]):
@@ -186,7 +191,7 @@ def train_worker_processes(cluster: Any) -> list[Any]:
     """psutil processes of this cluster's Ray Train workers (``ray::RayTrainWorker...``)."""
     import psutil
 
-    raylets = {node.all_processes["raylet"][0].process.pid for node in cluster.worker_nodes}
+    raylets = raylet_pids(cluster.worker_nodes)
     found = []
     for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmdline = proc.info["cmdline"] or []

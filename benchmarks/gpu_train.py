@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config = CONFIGS[args.config]
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     machine = machine_info()
-    from raylift.cluster import connect
+    from raylift.ops.connect import connect
 
     connect(dashboard=False)
     runs: dict[str, Any] = {}

@@ -168,7 +168,7 @@ def measure(
 def train_exports(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
     from tests.exports import digits_spec, gpt_spec, make_export
 
-    from raylift.training.export import load_export
+    from raylift.models.exported import load_export
 
     hidden = [int(size) for size in args.hidden.split(",") if size]
     mlp_dir = make_export(Path(tmp, "mlp"), digits_spec("bench-mlp", hidden), steps=args.mlp_steps)

@@ -448,7 +448,7 @@ def breakdown(timeline: list[list[Any]], since: float, until: float) -> dict[str
 
 def raylift_child(args: argparse.Namespace) -> None:
     """One raylift repeat, in its own process: cluster, run, losses, teardown."""
-    from raylift.cluster import NODE_HEALTH_CHECK, WORKER_ENV_DEFAULTS
+    from raylift.ops.connect import NODE_HEALTH_CHECK, WORKER_ENV_DEFAULTS
 
     root = tempfile.mkdtemp(prefix="rl-rec-", dir="/tmp")  # short: Unix socket paths
     # Before the cluster starts: its raylets (and so the workers) inherit them.
@@ -466,7 +466,7 @@ def raylift_child(args: argparse.Namespace) -> None:
         import ray._private.auto_init_hook as auto_init
         from ray.cluster_utils import Cluster
 
-        from raylift.cluster import connect
+        from raylift.ops.connect import connect
         from raylift.specs import spec_from_dict
         from raylift.training.trainer import run_training
 

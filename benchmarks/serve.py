@@ -17,7 +17,7 @@ exactly as ``raylift train`` exports it.
     pydantic request model, ``load_export`` + the export's preprocessing + torch in
     the handler, no batching, served by ``uvicorn.run`` with its defaults, 1
     worker, 1 torch thread, in a subprocess;
-  - *raylift* (Serve's Python proxy, ``proxy: ray``): ``raylift.cluster.connect(
+  - *raylift* (Serve's Python proxy, ``proxy: ray``): ``raylift.ops.connect.connect(
     num_cpus=2, dashboard=False)`` (an embedded Ray), ``start_serve`` + ``deploy``
     of a ``ServeSpec`` with one model,
     1 replica with 1 CPU, batching on (``--batch-size``, ``--batch-wait-ms``) and,
@@ -266,7 +266,7 @@ def bare_app(export_path: str, handler: str) -> Any:
     from fastapi import FastAPI, HTTPException
 
     from raylift.data.preprocessing import preprocess
-    from raylift.training.export import load_export
+    from raylift.models.exported import load_export
 
     torch.set_num_threads(1)
     export = load_export(export_path)
@@ -358,7 +358,7 @@ def emit(event: dict[str, Any]) -> None:
 
 def serve_raylift(args: argparse.Namespace) -> None:
     """Child: embedded Ray + Serve; deploys what stdin asks, answers on stdout."""
-    from raylift.cluster import connect
+    from raylift.ops.connect import connect
     from raylift.serving.deploy import deploy, start_serve
 
     started = time.perf_counter()
@@ -793,7 +793,7 @@ PHASES = [
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import torch
 
-    from raylift.training.export import load_export
+    from raylift.models.exported import load_export
 
     torch.set_num_threads(1)
     log(f"training the MLP {hidden_sizes(args)} on digits ({args.steps} steps) ...")
@@ -1166,7 +1166,7 @@ def main() -> None:
             "max_batch_size": args.batch_size,
             "batch_wait_timeout_s": args.batch_wait_ms / 1000,
         },
-        "raylift": "raylift.cluster.connect(num_cpus=2, dashboard=False) in a child process "
+        "raylift": "raylift.ops.connect.connect(num_cpus=2, dashboard=False) in a child process "
         "(private RAY_TMPDIR), start_serve + deploy of a ServeSpec: one model, 1 replica, "
         "resources.cpus 1, max_ongoing_requests 64, auth off; ingress 0.25 CPU; Ray's workers "
         "run at niceness 15 (RAY_worker_niceness)",

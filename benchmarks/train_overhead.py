@@ -220,7 +220,7 @@ def main() -> None:
             "benchmark started; other work on the machine skews the numbers"
         )
 
-    from raylift.cluster import connect, disconnect
+    from raylift.ops.connect import connect, disconnect
     from raylift.specs import spec_from_dict
 
     start = time.perf_counter()

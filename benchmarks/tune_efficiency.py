@@ -102,7 +102,7 @@ def main() -> None:
     args = parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from raylift.cluster import connect
+    from raylift.ops.connect import connect
 
     connect(None)
     sides = {}

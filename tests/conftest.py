@@ -38,7 +38,7 @@ LONGEST_FIRST = [  # seconds each took beside another file, 2026-11-29
 def pytest_configure(config: pytest.Config) -> None:
     """Write the Ray auth token once, before parallel workers start their Rays
     (two Rays creating a missing token at once would disagree on it)."""
-    from raylift.auth import default_token_path, ensure_token_file, token_mode_on
+    from raylift.ops.auth import default_token_path, ensure_token_file, token_mode_on
 
     named = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
     if token_mode_on() and not named and "PYTEST_XDIST_WORKER" not in os.environ:

@@ -1,7 +1,7 @@
 """Real exports for serving tests, trained in-process in a few seconds (no Ray Train).
 
 ``make_export`` trains the spec's model on its data set with plain torch and
-writes a genuine export with ``write_export`` (the same format ``raylift
+writes a genuine export with ``write_model_export`` (the same format ``raylift
 train`` writes: weights, held-out raw sample, manifest with checksums), so the
 serving code under test loads exactly what a user's run would give it.
 """
@@ -17,7 +17,7 @@ import torch
 from raylift.data.base import load_dataset
 from raylift.models.base import build_model
 from raylift.specs import spec_from_dict
-from raylift.training.export import write_export
+from raylift.training.exporting import write_model_export
 
 
 def digits_spec(name: str = "digits-test", hidden_sizes: list[int] | None = None) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def make_export(
     with torch.no_grad():
         logits = model(data.val_inputs)
         accuracy = float((logits.argmax(-1) == data.val_targets).float().mean())
-    write_export(
+    write_model_export(
         str(out_dir),
         weights=model.state_dict(),
         spec=spec,

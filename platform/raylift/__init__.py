@@ -50,14 +50,14 @@ __all__ = [
 _LAZY = {
     "load_spec": "raylift.specs",
     "run_training": "raylift.training.trainer",
-    "load_export": "raylift.training.export",
-    "connect": "raylift.cluster",
+    "load_export": "raylift.models.exported",
+    "connect": "raylift.ops.connect",
 }
 
 if TYPE_CHECKING:
-    from raylift.cluster import connect
+    from raylift.models.exported import load_export
+    from raylift.ops.connect import connect
     from raylift.specs import load_spec
-    from raylift.training.export import load_export
     from raylift.training.trainer import run_training
 
 

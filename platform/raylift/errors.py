@@ -4,7 +4,7 @@ Every error a user can cause derives from :class:`RayliftError`; the CLI turns
 it into one line on stderr and a non-zero exit code that scripts can rely on:
 
 * 1: something failed (a run, a job, an unexpected error);
-* 2: bad input (a spec, an option, an unknown job id); nothing was started;
+* 2: bad input (a spec, a flag or argument, an unknown job id); nothing was started;
 * 3: a job or run was stopped before it finished;
 * 4: the cluster could not be reached or refused the credentials.
 """
@@ -54,6 +54,17 @@ class SpecError(RayliftError):
         if self.file:
             return self
         return SpecError(self.message, file=file, key=self.key, line=self.line, column=self.column)
+
+
+class UsageError(RayliftError):
+    """A bad command-line flag or argument (the spec file is not at fault). Nothing was started."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        self.message = message
+        self.option = option
+        super().__init__(f"{option}: {message}" if option else message)
 
 
 class RegistryError(RayliftError):
@@ -126,3 +137,17 @@ class UnknownApplication(ServeError):
     """No Serve application of that name on the cluster."""
 
     exit_code = 2
+
+
+class RequestError(RayliftError):
+    """A client error: ``status`` (4xx) and a message for the JSON ``{"error": ...}``.
+
+    Raised inside a serving replica and answered over HTTP; never an exit code.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def body(self) -> dict[str, str]:
+        return {"error": str(self)}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from process_groups import kill_process_group_and_its_ray
 
-from raylift.training.export import load_export
+from raylift.models.exported import load_export
 
 ROOT = Path(__file__).resolve().parents[2]
 RAYLIFT = str(Path(sys.executable).parent / "raylift")

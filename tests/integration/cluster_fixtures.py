@@ -39,10 +39,10 @@ from typing import Any
 
 import pytest
 
-from raylift.cluster import NODE_HEALTH_CHECK, WORKER_ENV_DEFAULTS
+from raylift.ops.connect import NODE_HEALTH_CHECK, WORKER_ENV_DEFAULTS
 
 RECOVERY_ENV = {
-    **WORKER_ENV_DEFAULTS,  # what raylift.cluster.connect sets (preemption poll 1 s...)
+    **WORKER_ENV_DEFAULTS,  # what raylift.ops.connect.connect sets (preemption poll 1 s...)
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
     "OMP_NUM_THREADS": "1",
 }

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from raylift import devcluster
+from raylift.models.exported import load_export
 from raylift.ports import free_port
-from raylift.training.export import load_export
 
 ROOT = Path(__file__).resolve().parents[2]
 RAYLIFT = str(Path(sys.executable).parent / "raylift")

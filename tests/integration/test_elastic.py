@@ -23,9 +23,9 @@ from cluster_fixtures import (  # noqa: F401 - elastic_cluster is a fixture
     worker_nodes,
 )
 
+from raylift.artifacts.checkpoints import checkpoint_steps
+from raylift.artifacts.runs import RunRecord
 from raylift.specs import spec_from_dict
-from raylift.training.resume import checkpoint_steps
-from raylift.training.runs import RunRecord
 from raylift.training.trainer import run_training
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]

@@ -22,9 +22,9 @@ import httpx
 import pytest
 from dashboard_queries import load_dashboards, panel_queries, series_count, variable_queries
 
+from raylift.models.exported import load_export
 from raylift.ports import free_port
 from raylift.specs.serve import ServeSpec
-from raylift.training.export import load_export
 from raylift.tuning.sweep import load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]

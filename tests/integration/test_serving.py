@@ -25,11 +25,11 @@ import torch
 from metrics_scrape import scrape_metric
 
 from exports import digits_spec, gpt_spec, make_export
+from raylift.models.exported import load_export
 from raylift.ports import free_port
 from raylift.serving.generate import complete, sampling_from
 from raylift.serving.haproxy import private_folder, use_for_embedded_ray
 from raylift.specs.serve import ServeSpec
-from raylift.training.export import load_export
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from metrics_scrape import scrape_metric
 
+from raylift.artifacts.checkpoints import step_of as resume_step
+from raylift.artifacts.runs import RunRecord
 from raylift.errors import TrainingError
+from raylift.models.exported import load_export
 from raylift.specs import spec_from_dict
-from raylift.training.export import load_export
 from raylift.training.loop import FAULT_ENV
-from raylift.training.resume import step_of as resume_step
-from raylift.training.runs import RunRecord
 from raylift.training.trainer import run_training
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
@@ -272,8 +272,8 @@ def test_an_fsdp_checkpoint_from_2_workers_resumes_on_1(
 def test_lora_finetune_trains_only_adapters_and_exports_them_merged(
     pretrained: tuple[Path, dict[str, Any]],
 ) -> None:
+    from raylift.artifacts.checkpoints import load_state
     from raylift.models.lora import apply_lora
-    from raylift.training.checkpoint import load_state
 
     storage, _ = pretrained
     before = load_export(str(storage / "lm" / "model"))

@@ -9,35 +9,35 @@ import numpy as np
 import pytest
 import torch
 
+from raylift.artifacts import checkpoints, sealed
 from raylift.errors import CheckpointError
-from raylift.training import checkpoint as ckpt
-from raylift.training import resume
+from raylift.training.checkpointing import rng_states, set_rng_states
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     state = {"model": {"w": torch.arange(4.0)}, "step": 7, "spec": "{}"}
-    ckpt.save_state(str(tmp_path), state, extra={"step": 7})
-    loaded = ckpt.load_state(str(tmp_path))
+    checkpoints.save_state(str(tmp_path), state, extra={"step": 7})
+    loaded = checkpoints.load_state(str(tmp_path))
     assert loaded["step"] == 7 and torch.equal(loaded["model"]["w"], torch.arange(4.0))
-    assert ckpt.verify(str(tmp_path))["step"] == 7
+    assert sealed.verify(str(tmp_path))["step"] == 7
 
 
 def test_unsealed_folder_is_refused(tmp_path: Path) -> None:
-    torch.save({"step": 1}, tmp_path / ckpt.STATE_FILE)
+    torch.save({"step": 1}, tmp_path / checkpoints.STATE_FILE)
     with pytest.raises(CheckpointError, match="incomplete"):
-        ckpt.load_state(str(tmp_path))
+        checkpoints.load_state(str(tmp_path))
 
 
 def test_truncated_or_altered_file_is_refused(tmp_path: Path) -> None:
-    ckpt.save_state(str(tmp_path), {"model": {"w": torch.randn(100)}})
-    path = tmp_path / ckpt.STATE_FILE
+    checkpoints.save_state(str(tmp_path), {"model": {"w": torch.randn(100)}})
+    path = tmp_path / checkpoints.STATE_FILE
     data = path.read_bytes()
     path.write_bytes(data[:-10])
     with pytest.raises(CheckpointError, match="truncated"):
-        ckpt.load_state(str(tmp_path))
+        checkpoints.load_state(str(tmp_path))
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(CheckpointError, match="checksum"):
-        ckpt.load_state(str(tmp_path))
+        checkpoints.load_state(str(tmp_path))
 
 
 def test_pickled_code_is_not_loaded(tmp_path: Path) -> None:
@@ -45,22 +45,22 @@ def test_pickled_code_is_not_loaded(tmp_path: Path) -> None:
         def __reduce__(self):  # type: ignore[no-untyped-def]
             return (print, ("pwned",))
 
-    torch.save({"x": Evil()}, tmp_path / ckpt.STATE_FILE)
-    ckpt.seal(str(tmp_path))
+    torch.save({"x": Evil()}, tmp_path / checkpoints.STATE_FILE)
+    sealed.seal(str(tmp_path))
     with pytest.raises(CheckpointError, match="cannot load"):
-        ckpt.load_state(str(tmp_path))
+        checkpoints.load_state(str(tmp_path))
 
 
 def test_rng_states_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(1)
     random.seed(2)
     np.random.seed(3)
-    ckpt.save_state(str(tmp_path), {"rng": ckpt.rng_states()})
+    checkpoints.save_state(str(tmp_path), {"rng": rng_states()})
     expected = (torch.rand(3), random.random(), np.random.rand())
     torch.manual_seed(9)
     random.seed(9)
     np.random.seed(9)
-    ckpt.set_rng_states(ckpt.load_state(str(tmp_path))["rng"])
+    set_rng_states(checkpoints.load_state(str(tmp_path))["rng"])
     got = (torch.rand(3), random.random(), np.random.rand())
     assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
 
@@ -68,12 +68,14 @@ def test_rng_states_round_trip(tmp_path: Path) -> None:
 def _checkpoint(
     run_dir: Path, step: int, *, sealed: bool = True, metrics: dict | None = None
 ) -> str:
-    folder = run_dir / resume.checkpoint_dir_name(step)
+    folder = run_dir / checkpoints.checkpoint_dir_name(step)
     folder.mkdir(parents=True)
     if sealed:
-        ckpt.save_state(str(folder), {"step": step}, extra={"step": step, "metrics": metrics or {}})
+        checkpoints.save_state(
+            str(folder), {"step": step}, extra={"step": step, "metrics": metrics or {}}
+        )
     else:  # a crash mid-write: no manifest
-        torch.save({"step": step}, folder / ckpt.STATE_FILE)
+        torch.save({"step": step}, folder / checkpoints.STATE_FILE)
     return folder.name
 
 
@@ -81,28 +83,30 @@ def test_newest_complete_checkpoint_skips_and_lists_half_written_ones(tmp_path: 
     _checkpoint(tmp_path, 20)
     _checkpoint(tmp_path, 40)
     _checkpoint(tmp_path, 60, sealed=False)
-    state, name, incomplete = resume.load_newest_complete(str(tmp_path))
+    state, name, incomplete = checkpoints.load_newest_complete(str(tmp_path))
     assert (state["step"], name, incomplete) == (40, "checkpoint_00000040", ["checkpoint_00000060"])
 
 
 def test_orphans_are_pruned_once_out_of_the_newest_k(tmp_path: Path) -> None:
     orphan = _checkpoint(tmp_path, 40)  # resumed from, never registered by Ray
     _checkpoint(tmp_path, 60)
-    assert resume.prune_orphans(str(tmp_path), [orphan], keep=2) == [orphan]
+    assert checkpoints.prune_orphans(str(tmp_path), [orphan], keep=2) == [orphan]
     assert (tmp_path / orphan).is_dir()
     _checkpoint(tmp_path, 80)
-    assert resume.prune_orphans(str(tmp_path), [orphan], keep=2) == []
+    assert checkpoints.prune_orphans(str(tmp_path), [orphan], keep=2) == []
     assert not (tmp_path / orphan).exists()
-    assert [step for step, _ in resume.checkpoint_steps(str(tmp_path))] == [80, 60]
+    assert [step for step, _ in checkpoints.checkpoint_steps(str(tmp_path))] == [80, 60]
 
 
 def test_the_best_copy_replaces_the_previous_best(tmp_path: Path) -> None:
     for step, accuracy in ((20, 0.8), (40, 0.9)):
         local = tmp_path / "local" / str(step)
         local.mkdir(parents=True)
-        ckpt.save_state(str(local), {"step": step}, extra={"metrics": {"val_accuracy": accuracy}})
-        resume.keep_best(str(tmp_path / "run"), str(local), step)
-    best = resume.best_checkpoints(str(tmp_path / "run"))
+        checkpoints.save_state(
+            str(local), {"step": step}, extra={"metrics": {"val_accuracy": accuracy}}
+        )
+        checkpoints.keep_best(str(tmp_path / "run"), str(local), step)
+    best = checkpoints.best_checkpoints(str(tmp_path / "run"))
     assert [(Path(path).name, m["val_accuracy"]) for path, m in best] == [
         ("checkpoint_00000040", 0.9)
     ]

@@ -32,8 +32,8 @@ from k8s_schemas import (
     pod_templates,
 )
 from raylift.cli.manifests import manifests
-from raylift.errors import SpecError
-from raylift.manifests import WORKDIR, ManifestOptions, render
+from raylift.errors import UsageError
+from raylift.ops.manifests import WORKDIR, ManifestOptions, render
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERAY = ROOT / "cluster" / "kuberay"
@@ -353,7 +353,7 @@ def test_renderer_is_a_pure_function_with_errors_naming_the_fix() -> None:
     assert spot["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
     assert any(t["key"] == "cloud.google.com/gke-spot" for t in spot["tolerations"])
     assert "rayservice.yaml" not in files  # no serve config given
-    with pytest.raises(SpecError, match=r"--cpu-workers: training would start with 0 workers"):
+    with pytest.raises(UsageError, match=r"--cpu-workers: training would start with 0 workers"):
         render(ManifestOptions(storage="s3://b/r", gpus_per_worker=0))
 
 

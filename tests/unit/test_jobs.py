@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from raylift import auth
-from raylift.errors import AuthError, SpecError
-from raylift.jobs import DEFAULT_EXCLUDES, build_submission, dashboard_address, exit_code
+from raylift.errors import AuthError, SpecError, UsageError
+from raylift.ops import auth
+from raylift.ops.jobs import DEFAULT_EXCLUDES, build_submission, dashboard_address, exit_code
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,7 @@ def test_submission_refuses_bad_input_before_sending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ROOT)
-    with pytest.raises(SpecError, match="outside the working directory"):
+    with pytest.raises(UsageError, match="outside the working directory"):
         build_submission(str(ROOT / "jobs" / "digits-mlp.yaml"), [], working_dir=str(tmp_path))
     with pytest.raises(SpecError, match=r"train\.lr"):
         build_submission(str(ROOT / "jobs" / "digits-mlp.yaml"), ["train.lr=-1"])
@@ -91,14 +91,14 @@ def test_addresses_and_exit_codes(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("RAYLIFT_HOME", str(tmp_path))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
-    with pytest.raises(SpecError, match="RAY_ADDRESS"):
+    with pytest.raises(UsageError, match="RAY_ADDRESS"):
         dashboard_address(None)
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:8265")
     assert dashboard_address(None) == "http://10.0.0.5:8265"
     monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://10.0.0.6:8265")
     assert dashboard_address(None) == "http://10.0.0.6:8265"  # Ray's job CLI order
     assert dashboard_address("https://ray.example.com/") == "https://ray.example.com"
-    with pytest.raises(SpecError, match="dashboard address"):
+    with pytest.raises(UsageError, match="dashboard address"):
         dashboard_address("ray://head:10001")
     assert [exit_code(s) for s in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING")] == [0, 1, 3, 0]
 

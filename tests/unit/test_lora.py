@@ -191,8 +191,10 @@ def lora_spec() -> dict[str, Any]:
 def test_export_from_a_lora_checkpoint_is_the_plain_model(
     data: PreparedData, tmp_path: Path
 ) -> None:
-    from raylift.training.checkpoint import save_state
-    from raylift.training.export import export_from_checkpoint, load_export, load_weights
+    from raylift.artifacts.checkpoints import save_state
+    from raylift.artifacts.export import load_weights
+    from raylift.models.exported import load_export
+    from raylift.training.exporting import export_from_checkpoint
 
     spec = lora_spec()
     adapted = prepare_for_finetune(gpt(data), spec["finetune"])
@@ -217,7 +219,7 @@ def test_export_from_a_lora_checkpoint_is_the_plain_model(
 
 
 def test_resume_with_another_finetune_section_is_refused(tmp_path: Path) -> None:
-    from raylift.training.runs import RunRecord
+    from raylift.artifacts.runs import RunRecord
     from raylift.training.trainer import prepare_run_dir
 
     spec = spec_from_dict({**lora_spec(), "storage": {"path": str(tmp_path)}})

@@ -16,6 +16,7 @@ from exports import digits_spec, gpt_spec, make_export
 from raylift.data.preprocessing import preprocess
 from raylift.errors import QuantizationRefused, RayliftError
 from raylift.models.base import build_model
+from raylift.models.exported import ExportedModel, load_export
 from raylift.serving.quantize import (
     GateResult,
     check_int8,
@@ -23,7 +24,6 @@ from raylift.serving.quantize import (
     quantize_int8,
     sample_accuracy,
 )
-from raylift.training.export import ExportedModel, load_export
 
 
 @pytest.fixture(scope="module")

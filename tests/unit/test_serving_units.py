@@ -11,13 +11,12 @@ from click.testing import CliRunner
 
 from exports import gpt_spec, make_export
 from raylift.cli.main import cli
-from raylift.errors import SpecError
+from raylift.errors import RequestError, SpecError
+from raylift.models.exported import load_export
 from raylift.serving.app import deployment_options, serve_config
 from raylift.serving.generate import Completion, _StopFilter, sampling_from, stream_completion
 from raylift.serving.keys import KeyCheck, read_api_keys
-from raylift.serving.protocol import RequestError
 from raylift.specs.serve import Auth, ServeSpec
-from raylift.training.export import load_export
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,7 +171,7 @@ def test_cli_emits_a_serve_config_and_refuses_detach_without_a_cluster(
     assert config["applications"][0]["args"]["spec"]["models"][0]["model"]["path"] == str(export)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     result = CliRunner().invoke(cli, [*args, "--detach"])
-    assert result.exit_code == 2 and "--detach needs a running cluster" in result.output
+    assert result.exit_code == 2 and "error: --detach: needs a running cluster" in result.output
 
 
 def _int8_hostile(model: torch.nn.Module, data: object) -> None:

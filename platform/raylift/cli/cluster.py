@@ -58,7 +58,7 @@ def up_command(
     storage: str | None,
 ) -> None:
     """Start a head and N worker nodes with `ray start`, bound to 127.0.0.1."""
-    from raylift.devcluster import up
+    from raylift.ops.devcluster import up
 
     err_console.print(f"starting dev cluster {name!r}: a head and {workers} worker node(s)...")
     started = up(
@@ -89,8 +89,8 @@ def up_command(
 @handle_errors
 def status_command(name: str) -> None:
     """Nodes, their resources, and the cluster's jobs."""
-    from raylift.devcluster import cluster_processes, load, nodes
     from raylift.errors import ClusterError
+    from raylift.ops.devcluster import cluster_processes, load, nodes
 
     found = load(name)
     if found is None or not cluster_processes(found):
@@ -110,7 +110,7 @@ def status_command(name: str) -> None:
         )
     console.print(table)
     from raylift.cli.jobs import print_jobs
-    from raylift.jobs import JobsClient
+    from raylift.ops.jobs import JobsClient
 
     print_jobs(JobsClient(found.dashboard_url).list())
 
@@ -133,7 +133,7 @@ def _resources(total: dict[str, float]) -> str:
 @handle_errors
 def down_command(name: str) -> None:
     """Stop exactly the processes `cluster up` started."""
-    from raylift.devcluster import down
+    from raylift.ops.devcluster import down
 
     stopped = down(name)
     console.print(f"dev cluster {name!r} is down ({len(stopped)} processes stopped)")

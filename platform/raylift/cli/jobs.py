@@ -32,7 +32,7 @@ def _write(text: str) -> None:
 
 
 def _finish(job_id: str, status: str) -> None:
-    from raylift.jobs import exit_code
+    from raylift.ops.jobs import exit_code
 
     err_console.print(f"job {job_id}: {status}", highlight=False)
     sys.exit(exit_code(status))
@@ -67,7 +67,7 @@ def submit(
 
     Prints the job id on stdout (messages go to stderr).
     """
-    from raylift.jobs import JobsClient, build_submission
+    from raylift.ops.jobs import JobsClient, build_submission
 
     submission = build_submission(
         file,
@@ -100,7 +100,7 @@ def jobs() -> None:
 @handle_errors
 def list_command(address: str | None) -> None:
     """Every job the cluster knows, oldest first."""
-    from raylift.jobs import JobsClient
+    from raylift.ops.jobs import JobsClient
 
     print_jobs(JobsClient(address).list())
 
@@ -111,7 +111,7 @@ def list_command(address: str | None) -> None:
 @handle_errors
 def status_command(job_id: str, address: str | None) -> None:
     """A job's status; exit code 0 succeeded or running, 1 failed, 3 stopped."""
-    from raylift.jobs import JobsClient, exit_code
+    from raylift.ops.jobs import JobsClient, exit_code
 
     info = JobsClient(address).info(job_id)
     status = str(info.status.value)
@@ -129,7 +129,7 @@ def status_command(job_id: str, address: str | None) -> None:
 @handle_errors
 def logs_command(job_id: str, address: str | None, follow: bool) -> None:
     """A job's driver output."""
-    from raylift.jobs import JobsClient
+    from raylift.ops.jobs import JobsClient
 
     client = JobsClient(address)
     if follow:
@@ -149,7 +149,7 @@ def logs_command(job_id: str, address: str | None, follow: bool) -> None:
 @handle_errors
 def stop_command(job_id: str, address: str | None, timeout: float) -> None:
     """Stop a job gracefully: its run checkpoints, then the job ends as STOPPED."""
-    from raylift.jobs import TERMINAL, JobsClient
+    from raylift.ops.jobs import TERMINAL, JobsClient
 
     client = JobsClient(address)
     if not client.stop(job_id):
@@ -173,7 +173,7 @@ def stop_command(job_id: str, address: str | None, timeout: float) -> None:
 @handle_errors
 def wait_command(job_id: str, address: str | None, timeout: float | None) -> None:
     """Block until a job ends; exit 0 succeeded, 1 failed, 3 stopped, 124 timed out."""
-    from raylift.jobs import TERMINAL, JobsClient
+    from raylift.ops.jobs import TERMINAL, JobsClient
 
     status = JobsClient(address).wait(job_id, timeout=timeout)
     if status not in TERMINAL:

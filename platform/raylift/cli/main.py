@@ -6,7 +6,6 @@ import logging
 
 import click
 
-from raylift.auth import use_token_mode
 from raylift.cli.cluster import cluster
 from raylift.cli.common import State
 from raylift.cli.jobs import jobs, submit
@@ -16,6 +15,7 @@ from raylift.cli.runs import runs
 from raylift.cli.serve import serve
 from raylift.cli.train import train, validate
 from raylift.cli.tune import tune
+from raylift.ops.auth import use_token_mode
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

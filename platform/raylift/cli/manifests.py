@@ -2,7 +2,7 @@
 
 Checks the job, sweep and serve specs the manifests name (no Ray is started), renders
 the Serve config exactly as ``raylift serve FILE --emit-config`` does, and writes one
-YAML file per kind (see :mod:`raylift.manifests`).
+YAML file per kind (see :mod:`raylift.ops.manifests`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import yaml
 
 from raylift import __version__
 from raylift.cli.common import console, err_console, handle_errors
-from raylift.errors import SpecError
-from raylift.manifests import (
+from raylift.errors import UsageError
+from raylift.ops.manifests import (
     API_KEYS_ENV,
-    WHERE,
     ManifestOptions,
     check,
     dump,
@@ -234,32 +233,32 @@ def _alert_groups(path: str) -> list[dict[str, Any]] | None:
         if path == DEFAULT_RULES:
             err_console.print(f"note: no {path} here; the PrometheusRule is left out")
             return None
-        raise SpecError(f"{path!r} does not exist", file=WHERE, key="--alert-rules")
+        raise UsageError(f"{path!r} does not exist", option="--alert-rules")
     with open(path, encoding="utf-8") as handle:
         groups = (yaml.safe_load(handle) or {}).get("groups")
     if not isinstance(groups, list) or not groups:
-        raise SpecError(f"{path!r} has no rule groups", file=WHERE, key="--alert-rules")
+        raise UsageError(f"{path!r} has no rule groups", option="--alert-rules")
     return groups
 
 
 def _bounds(option: str, text: str) -> tuple[int, int]:
     low, sep, high = text.partition(":")
     if not sep or not low.strip().isdigit() or not high.strip().isdigit():
-        raise SpecError(f"{text!r}: write MIN:MAX, e.g. 1:4", file=WHERE, key=option)
+        raise UsageError(f"{text!r}: write MIN:MAX, e.g. 1:4", option=option)
     return int(low), int(high)
 
 
 def _resources(option: str, text: str) -> tuple[int, str]:
     cpus, sep, memory = text.partition(",")
     if not sep or not cpus.strip().isdigit():
-        raise SpecError(f"{text!r}: write CPUS,MEMORY, e.g. 8,32Gi", file=WHERE, key=option)
+        raise UsageError(f"{text!r}: write CPUS,MEMORY, e.g. 8,32Gi", option=option)
     return int(cpus), memory.strip()
 
 
 def _pair(option: str, text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise SpecError(f"{text!r}: write KEY=VALUE", file=WHERE, key=option)
+        raise UsageError(f"{text!r}: write KEY=VALUE", option=option)
     return key.strip(), value.strip()
 
 

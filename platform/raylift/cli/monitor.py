@@ -27,8 +27,8 @@ TARGETS_REFRESH_S = 10.0
 @handle_errors
 def monitor(address: str | None, port: int, binary: str | None) -> None:
     """Run Prometheus on 127.0.0.1 scraping the cluster's metrics, with raylift's alert rules."""
-    from raylift.cluster import connect, resolve_address
-    from raylift.monitor import find_prometheus, grafana_hint, start_prometheus, write_targets
+    from raylift.ops.connect import connect, resolve_address
+    from raylift.ops.monitor import find_prometheus, grafana_hint, start_prometheus, write_targets
 
     find_prometheus(binary)  # before connecting: a missing binary is the likelier problem
     where = connect(resolve_address(address) or "auto", verbose=State.verbose)

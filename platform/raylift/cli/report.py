@@ -13,7 +13,7 @@ from raylift.cli.common import console, handle_errors
 @handle_errors
 def report(path: str, out: str | None) -> None:
     """Write PNGs and report.md for the run or sweep folder PATH."""
-    from raylift.report import write_report
+    from raylift.ops.report import write_report
 
     written = write_report(path, out)
     console.print(f"wrote {written}", highlight=False)

@@ -32,7 +32,7 @@ def runs() -> None:
 @handle_errors
 def list_command(storage: str | None) -> None:
     """Runs under the storage root, newest first."""
-    from raylift.training.runs import list_runs
+    from raylift.artifacts.runs import list_runs
 
     root = storage or default_storage_path()
     records = list_runs(root)
@@ -64,7 +64,7 @@ def show_command(run: str, storage: str | None, as_json: bool) -> None:
     from dataclasses import asdict
 
     from raylift import storage as store
-    from raylift.training.runs import RunRecord
+    from raylift.artifacts.runs import RunRecord
 
     root = storage or default_storage_path()
     record = RunRecord.load(store.join(root, run))

@@ -11,7 +11,7 @@ import click
 import yaml
 
 from raylift.cli.common import State, address_option, console, handle_errors, set_option
-from raylift.errors import SpecError
+from raylift.errors import UsageError
 from raylift.specs.serve import ServeSpec, load_serve_spec
 
 STATUS_POLL_S = 2.0
@@ -55,17 +55,17 @@ def up(
     dry_run: bool,
 ) -> None:
     """Deploy the models in FILE (foreground; Ctrl-C removes only this application)."""
-    from raylift.cluster import connect, resolve_address
+    from raylift.ops.connect import connect, resolve_address
     from raylift.serving.deploy import deploy, preflight, start_serve
     from raylift.serving.haproxy import enabled as haproxy_enabled
     from raylift.serving.haproxy import use_for_embedded_ray
 
     spec = load_serve_spec(file, list(overrides))
     if detach and resolve_address(address) is None:
-        raise SpecError(
-            "--detach needs a running cluster to leave the application on: give --address "
+        raise UsageError(
+            "needs a running cluster to leave the application on: give --address "
             "(or set RAY_ADDRESS; `raylift cluster up` starts a local one)",
-            file=file,
+            option="--detach",
         )
     checks = preflight(spec, file)
     for model, gate in checks.gates.items():
@@ -127,7 +127,7 @@ def down(name: str, address: str | None) -> None:
 
 
 def _connect_existing(address: str | None) -> None:
-    from raylift.cluster import connect, resolve_address
+    from raylift.ops.connect import connect, resolve_address
 
     connect(resolve_address(address) or "auto", verbose=State.verbose)
 

@@ -50,7 +50,7 @@ def train(
         console.print(dump_spec(spec), end="", highlight=False, markup=False)
         return
     from raylift.cli.display import TrainDisplay
-    from raylift.cluster import connect
+    from raylift.ops.connect import connect
     from raylift.training.trainer import run_training
 
     where = connect(address, verbose=State.verbose)
@@ -62,8 +62,8 @@ def train(
 
 def _summary(outcome: Any) -> None:
     from raylift.cli.display import memory_line
+    from raylift.models.exported import load_export
     from raylift.storage import is_remote
-    from raylift.training.export import load_export
 
     best = outcome.best_metrics
     console.print(

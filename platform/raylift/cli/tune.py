@@ -86,7 +86,7 @@ def tune(
             highlight=False,
         )
         return
-    from raylift.cluster import connect
+    from raylift.ops.connect import connect
     from raylift.tuning.sweep import run_sweep
 
     where = connect(address, verbose=State.verbose)

@@ -25,8 +25,9 @@ class Preflight:
 
 def preflight(spec: ServeSpec, file: str | None = None) -> Preflight:
     from raylift import storage
+    from raylift.artifacts.export import read_manifest
+    from raylift.models.exported import load_export
     from raylift.serving.keys import read_api_keys
-    from raylift.training.export import load_export, read_manifest
 
     try:
         read_api_keys(spec.auth)

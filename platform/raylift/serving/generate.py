@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from raylift.data.preprocessing import preprocess
-from raylift.serving.protocol import RequestError
+from raylift.errors import RequestError
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from raylift.errors import RequestError
 from raylift.serving.generate import sampling_from
 from raylift.serving.keys import KeyCheck, read_api_keys
 from raylift.serving.protocol import (
-    RequestError,
     TensorSpec,
     decode_inputs,
     encode_response,

@@ -23,9 +23,8 @@ import numpy as np
 import torch
 from ray import serve
 
-from raylift.errors import DataError
+from raylift.errors import DataError, RequestError
 from raylift.serving.generate import Completion, complete, sampling_from, stream_completion
-from raylift.serving.protocol import RequestError
 from raylift.serving.signature import model_metadata, signature_of
 
 
@@ -164,7 +163,8 @@ def _preprocess(preprocessing: dict[str, Any], raw: np.ndarray) -> torch.Tensor:
 
 
 def _load(path: str) -> Any:
-    from raylift.training.export import load_export, local_copy
+    from raylift.artifacts.export import local_copy
+    from raylift.models.exported import load_export
 
     copy = local_copy(path)
     local = copy.__enter__()  # kept for the replica's lifetime when downloaded

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from raylift.errors import RayliftError
+from raylift.errors import RequestError
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -40,17 +40,6 @@ DTYPES: dict[str, str] = {
     "FP64": "<f8",
 }
 NUMERIC = frozenset(DTYPES) - {"BOOL"}
-
-
-class RequestError(RayliftError):
-    """A client error: ``status`` (4xx) and a message for the JSON ``{"error": ...}``."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-    def body(self) -> dict[str, str]:
-        return {"error": str(self)}
 
 
 @dataclass(frozen=True)

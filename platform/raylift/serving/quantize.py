@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from raylift.errors import QuantizationRefused
-from raylift.training.export import ExportedModel
+from raylift.models.exported import ExportedModel
 
 __all__ = [
     "INT8_METHOD",

@@ -62,7 +62,7 @@ def check_runnable(spec: JobSpec, *, file: str | None = None) -> None:
     check_data_files(spec, file=file)
     init_from = spec.init_from_path
     if init_from is not None and "://" not in init_from:
-        from raylift.training.export import MANIFEST_NAME
+        from raylift.artifacts.export import MANIFEST_NAME
 
         manifest = os.path.join(init_from, MANIFEST_NAME)
         if not os.path.isfile(manifest):

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from raylift.artifacts import checkpoints, sealed
 from raylift.data.base import PreparedData
 from raylift.errors import CheckpointError
-from raylift.training import checkpoint as ckpt
-from raylift.training import resume
+from raylift.training.checkpointing import agree_on, rng_states, set_rng_states
 from raylift.training.evaluate import evaluate
 from raylift.training.plan import SampleStream, StepPlan
 from raylift.training.preemption import PreemptionCheck, release_sigterm, sigterm_received
@@ -106,25 +106,25 @@ def _resume_state(
     run_dir = _run_dir(spec)
     name = None
     state = None
-    if rank == 0 and (registered or resume.checkpoint_steps(run_dir)):
-        found = resume.load_newest_complete(run_dir)
+    if rank == 0 and (registered or checkpoints.checkpoint_steps(run_dir)):
+        found = checkpoints.load_newest_complete(run_dir)
         if found is not None:
             state, name, incomplete = found
             # Only folders newer than Ray's latest are unknown to Ray; deleting or
             # pruning one Ray registered would break its own pruning and snapshot.
-            newest_registered = resume.step_of(registered) if registered else -1
+            newest_registered = checkpoints.step_of(registered) if registered else -1
             for folder in incomplete:
-                if resume.step_of(folder) > newest_registered:
-                    resume.remove_checkpoint(run_dir, folder)
+                if checkpoints.step_of(folder) > newest_registered:
+                    checkpoints.remove_checkpoint(run_dir, folder)
                 else:
                     loop.unusable.append(folder)
             loop.orphans = [o for o in state.get("orphans", []) if o != name]
-            if resume.step_of(name) > newest_registered:
+            if checkpoints.step_of(name) > newest_registered:
                 loop.orphans.append(name)
-    name = resume.agree_on(name)
+    name = agree_on(name)
     if name is None:
         return None
-    state = state if state is not None else resume.load_named(run_dir, name)
+    state = state if state is not None else checkpoints.load_named(run_dir, name)
     return {**state, "folder": name}
 
 
@@ -152,7 +152,7 @@ def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> 
     if setup.sharded:  # every rank reads its shards, at whatever world size this is
         from raylift.training.sharding import load_sharded
 
-        with resume.local_folder(_run_dir(setup.spec), restored["folder"]) as folder:
+        with checkpoints.local_folder(_run_dir(setup.spec), restored["folder"]) as folder:
             load_sharded(folder, setup.unwrapped, setup.optimizer)
     else:
         setup.unwrapped.load_state_dict(restored["model"])
@@ -160,7 +160,7 @@ def _restore(setup: WorkerSetup, restored: dict[str, Any], state: LoopState) -> 
     setup.scheduler.load_state_dict(restored["scheduler"])
     if setup.scaler is not None and "scaler" in restored:
         setup.scaler.load_state_dict(restored["scaler"])
-    ckpt.set_rng_states(restored["rng"])
+    set_rng_states(restored["rng"])
     state.step = int(restored["step"])
     state.samples_seen = int(restored["samples_seen"])
     state.restarts = int(restored.get("restarts", 0)) + 1
@@ -356,10 +356,10 @@ def _report_checkpoint(
     schedule...) and the manifest listing every rank's files, written last."""
     import ray.train
 
-    name = resume.checkpoint_dir_name(state.step)
+    name = checkpoints.checkpoint_dir_name(state.step)
     writes = rank == 0 and name not in state.unusable  # rank 0 knows what Ray prunes
     if setup.sharded:
-        writes = bool(resume.agree_on(writes))
+        writes = bool(agree_on(writes))
     with tempfile.TemporaryDirectory(prefix="raylift-ckpt-") as directory:
         checkpoint = None
         better = False
@@ -372,7 +372,7 @@ def _report_checkpoint(
                 if better:
                     state.best = {"value": float(metrics[train["metric"]]), "step": state.step}
                 payload = _state_payload(setup, state, metrics)
-                ckpt.save_state(
+                checkpoints.save_state(
                     directory,
                     payload,
                     extra={"step": state.step, "metrics": metrics},
@@ -380,9 +380,9 @@ def _report_checkpoint(
                 )
                 metrics["checkpoint_s"] = time.perf_counter() - started
                 others = sum(f["bytes"] for f in (other_files or {}).values())
-                metrics["checkpoint_bytes"] = ckpt.size_bytes(directory) + others
+                metrics["checkpoint_bytes"] = sealed.size_bytes(directory) + others
                 if better and not setup.sharded:
-                    resume.keep_best(_run_dir(setup.spec), directory, state.step)
+                    checkpoints.keep_best(_run_dir(setup.spec), directory, state.step)
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
     if setup.sharded and writes:
@@ -390,9 +390,9 @@ def _report_checkpoint(
         # the folder on storage complete enough to copy as the best one.
         _barrier()
         if rank == 0 and better:
-            resume.keep_best_from_storage(_run_dir(setup.spec), name, state.step)
+            checkpoints.keep_best_from_storage(_run_dir(setup.spec), name, state.step)
     if rank == 0 and state.orphans:
-        state.orphans = resume.prune_orphans(
+        state.orphans = checkpoints.prune_orphans(
             _run_dir(setup.spec), state.orphans, setup.spec["train"]["keep_checkpoints"]
         )
 
@@ -406,7 +406,7 @@ def _state_payload(setup: WorkerSetup, state: LoopState, metrics: dict[str, Any]
         "samples_seen": state.samples_seen,
         "restarts": state.restarts,
         "world_size": setup.plan.world_size,
-        "rng": ckpt.rng_states(),
+        "rng": rng_states(),
         "spec": json.dumps(setup.spec),
         "metrics": json.dumps(metrics),
         "orphans": list(state.orphans),
@@ -428,7 +428,7 @@ def _write_shards(setup: WorkerSetup, directory: str, rank: int) -> dict[str, An
     from raylift.training.sharding import save_sharded
 
     save_sharded(directory, setup.unwrapped, setup.optimizer)
-    mine = ckpt.file_digests(directory)
+    mine = sealed.file_digests(directory)
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return {}
     gathered: list[Any] = [None] * dist.get_world_size()

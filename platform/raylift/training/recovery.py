@@ -16,7 +16,7 @@ leave out nodes that are draining (a node being preempted must not get the
 restarted workers). A running group is not shrunk because a node is draining:
 that restart would come before Train's preemption notice has let the workers
 checkpoint, and lose the steps since the last periodic one. Together
-with a 10 s start timeout (``raylift.cluster.WORKER_ENV_DEFAULTS``) a node loss
+with a 10 s start timeout (``raylift.ops.connect.WORKER_ENV_DEFAULTS``) a node loss
 is back to training in 10-20 s on this 2-core machine (benchmarks/recovery.py).
 
 Growing is a restart too, from the latest checkpoint. Before returning a

@@ -144,7 +144,7 @@ def build_worker(
     """Model (initialised from ``init_from`` if set), DDP, optimizer, schedule."""
     import ray.train.torch
 
-    from raylift.training.export import load_weights
+    from raylift.artifacts.export import load_weights
 
     train = spec["train"]
     scaling = spec["scaling"]

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from raylift import storage
+from raylift.artifacts.runs import MetricsHistory, RunRecord, now
 from raylift.errors import JobStopped, SpecError, StorageError, TrainingError
 from raylift.specs import JobSpec
-from raylift.training.runs import MetricsHistory, RunRecord, now
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -62,7 +62,7 @@ def resolve_spec(spec: JobSpec) -> dict[str, Any]:
         model_params = MODELS.parse_params(spec.model.name, spec.model.params)
         resolved["model"]["params"] = model_params.model_dump(mode="json")
     if spec.model is None and spec.init_from_path:
-        from raylift.training.export import local_copy, read_manifest
+        from raylift.artifacts.export import local_copy, read_manifest
 
         with local_copy(spec.init_from_path) as local:
             resolved["model"] = read_manifest(local)["model"]
@@ -212,8 +212,8 @@ def run_training(
     import ray
     from ray.util.queue import Queue
 
+    from raylift.artifacts.checkpoints import step_of
     from raylift.training.progress import ProgressCallback
-    from raylift.training.resume import step_of
     from raylift.training.setup import load_data, plan_finetune
     from raylift.training.stop import StopOnSigterm, new_key
 
@@ -293,7 +293,7 @@ def run_training(
     if best is None:
         raise TrainingError(f"run {spec.name!r} finished without a checkpoint to export")
     checkpoint, best_metrics = best
-    from raylift.training.export import export_from_checkpoint
+    from raylift.training.exporting import export_from_checkpoint
 
     export_dir = storage.join(spec.run_dir, "model")
     with checkpoint.as_directory() as local:
@@ -342,7 +342,7 @@ def _best_checkpoint(
     """The best by ``metric`` of Ray's kept checkpoints and the copy under best/."""
     from ray.train import Checkpoint
 
-    from raylift.training.resume import best_checkpoints, newest_complete_checkpoint
+    from raylift.artifacts.checkpoints import best_checkpoints, newest_complete_checkpoint
 
     kept = [(Checkpoint(path), metrics) for path, metrics in best_checkpoints(run_dir)]
     scored = [(c, m) for c, m in [*(result.best_checkpoints or []), *kept] if metric in m]

@@ -267,7 +267,7 @@ def _status(result: Any) -> str:
 
 def mark_stopped_early(loaded: LoadedSweep, rows: list[dict[str, Any]]) -> None:
     """A trial a scheduler stopped was killed mid-run: its record says so, not 'failed'."""
-    from raylift.training.runs import RunRecord
+    from raylift.artifacts.runs import RunRecord
 
     for row in rows:
         if row["status"] != "stopped early":
@@ -280,7 +280,7 @@ def mark_stopped_early(loaded: LoadedSweep, rows: list[dict[str, Any]]) -> None:
 
 
 def _has_export(loaded: LoadedSweep, run: str) -> bool:
-    from raylift.training.export import MANIFEST_NAME
+    from raylift.artifacts.export import MANIFEST_NAME
 
     manifest = storage.join(loaded.sweep.sweep_dir, TRIALS_DIR, run, "model", MANIFEST_NAME)
     return storage.read_text(manifest) is not None

@@ -45,9 +45,9 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
     import ray.tune
     from ray.tune import Checkpoint as TuneCheckpoint
 
-    from raylift.training.checkpoint import verify
-    from raylift.training.resume import checkpoint_dir_name
-    from raylift.training.runs import RECORD_FILE, RunRecord
+    from raylift.artifacts.checkpoints import checkpoint_dir_name
+    from raylift.artifacts.runs import RECORD_FILE, RunRecord
+    from raylift.artifacts.sealed import verify
     from raylift.training.trainer import run_training
 
     sweep = SweepSpec.model_validate(sweep_data)

@@ -1,4 +1,4 @@
-"""``python -m raylift.devnode start ...``: Ray's own ``ray start``, kept on 127.0.0.1.
+"""``python -m raylift.ops.devnode start ...``: Ray's own ``ray start``, kept on 127.0.0.1.
 
 ``ray start`` replaces 127.0.0.1 with the host's routable IP, and its servers
 then listen on every interface. A Ray that believes multi-node is off (the

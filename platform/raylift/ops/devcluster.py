@@ -1,6 +1,6 @@
 """A real multi-node Ray cluster on this machine, for development: up, status, down.
 
-``up`` runs Ray's ``ray start --block`` (through ``raylift.devnode``, which keeps
+``up`` runs Ray's ``ray start --block`` (through ``raylift.ops.devnode``, which keeps
 every node on 127.0.0.1) once for the head and once per worker node,
 each its own raylet with its own resources, every one in its own process group
 and with a temp dir of its own (``/tmp/raylift-<uid>-<name>-<id>``, which every
@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raylift.auth import (
+from raylift.errors import ClusterError, UsageError
+from raylift.ops.auth import (
     AUTH_MODE_ENV,
     TOKEN_ENV,
     TOKEN_PATH_ENV,
@@ -41,8 +42,7 @@ from raylift.auth import (
     default_token_path,
     ensure_token_file,
 )
-from raylift.cluster import NODE_HEALTH_CHECK
-from raylift.errors import ClusterError, SpecError
+from raylift.ops.connect import NODE_HEALTH_CHECK
 from raylift.ports import free_port
 
 HOME_ENV = "RAYLIFT_HOME"
@@ -132,7 +132,7 @@ def up(
     """Start a head and ``workers`` worker nodes; returns once all have joined."""
     _check_name(name)
     if workers < 0 or cpus_per_worker < 0 or gpus_per_worker < 0 or head_cpus < 0:
-        raise SpecError("node counts and resources must be >= 0", key="cluster up")
+        raise UsageError("node counts and resources must be >= 0", option="cluster up")
     existing = load(name)
     if existing is not None and cluster_processes(existing):
         raise ClusterError(
@@ -245,8 +245,8 @@ def nodes(cluster: DevCluster, timeout: float = 5.0) -> list[dict[str, Any]]:
 
 def _check_name(name: str) -> None:
     if not name or not all(c.isalnum() or c in "-_" for c in name) or len(name) > 40:
-        raise SpecError(
-            f"cluster name {name!r}: use 1-40 letters, digits, '-' or '_'", key="--name"
+        raise UsageError(
+            f"cluster name {name!r}: use 1-40 letters, digits, '-' or '_'", option="--name"
         )
 
 
@@ -306,7 +306,7 @@ def _start_node(
     command = [
         sys.executable,
         "-m",
-        "raylift.devnode",
+        "raylift.ops.devnode",
         "start",
         "--block",
         f"--num-cpus={_count(cpus)}",

@@ -1,10 +1,10 @@
-"""Checkpoint files: written then sealed with a manifest; loaded weights-only.
+"""Sealed folders: a manifest written last lists every file with its size and sha256.
 
-A checkpoint folder is complete only when ``manifest.json`` (written last)
-lists every file with its size and sha256 and they all match. A sharded (FSDP)
-checkpoint is written by every rank into the same folder: rank 0's manifest
-lists every rank's files, so the folder verifies only once all are there. ``load_state``
-refuses anything else, so a half-written checkpoint is never resumed from.
+A folder (a checkpoint, an export) is complete only when its manifest is there
+and every file it lists matches. A sharded (FSDP) checkpoint is written by every
+rank into the same folder: rank 0's manifest lists every rank's files, so the
+folder verifies only once all are there. Readers verify first, so a
+half-written folder is never used.
 """
 
 from __future__ import annotations
@@ -12,15 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 from typing import Any
-
-import numpy as np
-import torch
 
 from raylift.errors import CheckpointError
 
-STATE_FILE = "state.pt"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -94,50 +89,3 @@ def verify(directory: str, *, manifest_name: str = MANIFEST_FILE) -> dict[str, A
         if _sha256(path) != expected["sha256"]:
             raise CheckpointError(f"{directory}: {rel} fails its checksum")
     return manifest
-
-
-def rng_states() -> dict[str, Any]:
-    """This process's RNG states, in a weights-only-loadable form."""
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "python": json.dumps(random.getstate()),
-        "numpy": {
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-        },
-    }
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    version, internal, gauss = json.loads(states["python"])
-    random.setstate((version, tuple(internal), gauss))
-    keys = states["numpy"]["keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, states["numpy"]["pos"], 0, 0.0))
-
-
-def save_state(
-    directory: str,
-    state: dict[str, Any],
-    extra: dict[str, Any] | None = None,
-    *,
-    other_files: dict[str, Any] | None = None,
-) -> None:
-    """Write ``state`` (tensors, numbers, strings) and seal the folder."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, STATE_FILE)
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
-    seal(directory, extra, other_files=other_files)
-
-
-def load_state(directory: str) -> dict[str, Any]:
-    """Verify the folder, then ``torch.load(weights_only=True)`` its state."""
-    verify(directory)
-    try:
-        return torch.load(
-            os.path.join(directory, STATE_FILE), weights_only=True, map_location="cpu"
-        )
-    except Exception as exc:
-        raise CheckpointError(f"{directory}: cannot load {STATE_FILE}: {exc}") from exc

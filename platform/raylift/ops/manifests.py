@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from raylift.errors import SpecError
-from raylift.kuberay import PART_OF, SERVE_PORT, Group, Placement, Pods, cluster_spec
+from raylift.errors import UsageError
+from raylift.ops.kuberay import PART_OF, SERVE_PORT, Group, Placement, Pods, cluster_spec
 
 WORKDIR = "/home/ray/raylift"  # jobs/ and serve/ in the image (cluster/docker/Dockerfile)
 STORAGE_ENV = "RAYLIFT_STORAGE_PATH"
@@ -130,7 +130,7 @@ def sweep_overrides(o: ManifestOptions) -> list[str]:
 
 
 def check(o: ManifestOptions) -> None:
-    """SpecError (naming the option and the fix) for options that would not work."""
+    """UsageError (naming the option and the fix) for options that would not work."""
     if not DNS_LABEL.match(o.name) or len(o.name) > MAX_NAME:
         _fail("--name", f"{o.name!r} must be a DNS label (a-z, 0-9, -) of at most {MAX_NAME}")
     if not o.image or any(c.isspace() for c in o.image):
@@ -194,7 +194,7 @@ _Dumper.add_representer(str, _literal)
 
 
 def _fail(option: str, message: str) -> None:
-    raise SpecError(message, file=WHERE, key=option)
+    raise UsageError(message, option=option)
 
 
 def _check_storage(o: ManifestOptions) -> None:

@@ -26,8 +26,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from raylift.auth import find_token, require_token, token_mode_on, use_token_mode
-from raylift.errors import AuthError, ClusterError, JobError, SpecError, UnknownJobError
+from raylift.errors import (
+    AuthError,
+    ClusterError,
+    JobError,
+    SpecError,
+    UnknownJobError,
+    UsageError,
+)
+from raylift.ops.auth import find_token, require_token, token_mode_on, use_token_mode
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
@@ -61,23 +68,22 @@ def dashboard_address(address: str | None) -> str:
     CLI reads them), else the dev cluster ``dev`` if it runs here."""
     chosen = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if not chosen:
-        from raylift.devcluster import cluster_processes, load
+        from raylift.ops.devcluster import cluster_processes, load
 
         cluster = load("dev")
         if cluster is not None and cluster_processes(cluster):
             return cluster.dashboard_url
-        raise SpecError(
+        raise UsageError(
             "no cluster address: pass --address http://HOST:8265 or set RAY_ADDRESS "
             "(or start one with `raylift cluster up`)",
-            key="--address",
+            option="--address",
         )
     if "://" not in chosen:
         chosen = "http://" + chosen
     parts = urlsplit(chosen)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SpecError(
-            f"{chosen!r} is not a Ray dashboard address; use http://HOST:8265",
-            key="--address",
+        raise UsageError(
+            f"{chosen!r} is not a Ray dashboard address; use http://HOST:8265", option="--address"
         )
     return chosen.rstrip("/")
 
@@ -101,7 +107,7 @@ def jobs_api_errors(url: str) -> Iterator[None]:
     """Ray's client exceptions -> one raylift error with a clear line."""
     try:
         yield
-    except (ClusterError, SpecError, JobError):
+    except (ClusterError, SpecError, UsageError, JobError):
         raise
     except ConnectionError as exc:
         raise ClusterError(f"lost the connection to {url}: {exc}") from None
@@ -241,7 +247,7 @@ def build_submission(
 
     root = Path(working_dir or os.getcwd()).resolve()
     if not root.is_dir():
-        raise SpecError(f"{str(root)!r} is not a directory", key="--working-dir")
+        raise UsageError(f"{str(root)!r} is not a directory", option="--working-dir")
     relative = _inside(root, file)
     kind = read_yaml(file)[0].get("kind", "train")
     if kind == "sweep":
@@ -251,7 +257,7 @@ def build_submission(
         _inside(root, str(Path(file).parent / loaded.sweep.base))
         name, command = loaded.sweep.name, ["raylift", "tune", relative]
         if overwrite:
-            raise SpecError("a sweep cannot be overwritten; --set name=NEW", key="--overwrite")
+            raise UsageError("a sweep cannot be overwritten; --set name=NEW", option="--overwrite")
     else:
         from raylift.specs import check_data_files, load_spec
 
@@ -282,13 +288,13 @@ def build_submission(
 
 
 def _inside(root: Path, file: str) -> str:
-    """``file`` relative to the working dir ``root`` (a SpecError if it is outside)."""
+    """``file`` relative to the working dir ``root`` (a UsageError if it is outside)."""
     path = Path(file).resolve()
     if not path.is_relative_to(root):
-        raise SpecError(
+        raise UsageError(
             f"{file} is outside the working directory {root}; run from a folder that holds "
             "it or pass --working-dir",
-            key="--working-dir",
+            option="--working-dir",
         )
     return path.relative_to(root).as_posix()
 
@@ -300,7 +306,7 @@ def max_package_bytes() -> int:
     try:
         ours = int(float(raw) * 1024 * 1024)
     except ValueError:
-        raise SpecError(f"${MAX_WORKING_DIR_ENV}={raw!r} is not a number of MiB") from None
+        raise UsageError(f"${MAX_WORKING_DIR_ENV}={raw!r} is not a number of MiB") from None
     return min(ours, int(GCS_STORAGE_MAX_SIZE))
 
 
@@ -319,12 +325,12 @@ def check_package_size(root: Path, excludes: list[str]) -> int:
         with zipfile.ZipFile(target) as archive:
             biggest = sorted(archive.infolist(), key=lambda info: info.compress_size)[-3:]
     largest = ", ".join(f"{i.filename} ({i.compress_size / 2**20:.1f} MiB)" for i in biggest[::-1])
-    raise SpecError(
+    raise UsageError(
         f"the working directory {root} packs to {size / 2**20:.1f} MiB, over the "
         f"{limit / 2**20:.0f} MiB a job's runtime_env may carry (largest: {largest}); "
         "exclude files with --exclude, .gitignore or .rayignore, or keep data on shared "
         "storage",
-        key="--working-dir",
+        option="--working-dir",
     )
 
 

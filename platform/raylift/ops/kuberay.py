@@ -1,6 +1,6 @@
 """KubeRay ``RayClusterSpec`` for raylift: a CPU head, CPU workers, on-demand and spot GPU workers.
 
-Pure data (no Ray, no I/O): :mod:`raylift.manifests` checks the options and puts the
+Pure data (no Ray, no I/O): :mod:`raylift.ops.manifests` checks the options and puts the
 spec under a RayCluster, a RayJob's ``rayClusterSpec`` or a RayService's
 ``rayClusterConfig``. Every pod runs the raylift image (cluster/docker/Dockerfile)
 as the image's non-root user, with the cluster's storage root in

@@ -1,26 +1,59 @@
-"""Pick the checkpoint a restarted attempt resumes from: the newest complete one.
+"""Checkpoint folders on storage: names, the state file, newest complete, best/.
+
+``<run>/checkpoint_<step:08d>/`` holds ``state.pt`` (``torch.load(weights_only=True)``)
+and, under FSDP, every rank's DCP shard files; ``manifest.json`` (``sealed.py``)
+seals it. ``<run>/best/checkpoint_<step>/`` is a sealed copy of the best one.
 
 Ray registers a checkpoint only when its controller polls the worker's report,
-so one reported just before a failure can be on storage but unknown to Ray.
-Every checkpoint folder is sealed by a manifest (see ``checkpoint.py``), so the
-newest folder that verifies is the right one; a half-written one is skipped.
+so one reported just before a failure can be on storage but unknown to Ray:
+the newest folder that verifies is the one to resume from; a half-written one
+is skipped. Who writes and prunes them is ``training/checkpointing.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any
+
+import torch
 
 from raylift import storage
+from raylift.artifacts import sealed
 from raylift.errors import CheckpointError, StorageError
-from raylift.training import checkpoint as ckpt
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d{8})$")
 BEST_DIR = "best"
-T = TypeVar("T")
+STATE_FILE = "state.pt"
+
+
+def save_state(
+    directory: str,
+    state: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    *,
+    other_files: dict[str, Any] | None = None,
+) -> None:
+    """Write ``state`` (tensors, numbers, strings) and seal the folder."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, STATE_FILE)
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    sealed.seal(directory, extra, other_files=other_files)
+
+
+def load_state(directory: str) -> dict[str, Any]:
+    """Verify the folder, then ``torch.load(weights_only=True)`` its state."""
+    sealed.verify(directory)
+    try:
+        return torch.load(
+            os.path.join(directory, STATE_FILE), weights_only=True, map_location="cpu"
+        )
+    except Exception as exc:
+        raise CheckpointError(f"{directory}: cannot load {STATE_FILE}: {exc}") from exc
 
 
 def checkpoint_dir_name(step: int) -> str:
@@ -114,9 +147,9 @@ def newest_complete_checkpoint(run_dir: str) -> tuple[str, dict[str, Any]] | Non
 
 def _manifest(path: str) -> dict[str, Any]:
     if not storage.is_remote(path):
-        return ckpt.verify(storage.local_path(path))
+        return sealed.verify(storage.local_path(path))
     with tempfile.TemporaryDirectory(prefix="raylift-best-") as tmp:
-        return ckpt.verify(storage.download_dir(path, tmp))
+        return sealed.verify(storage.download_dir(path, tmp))
 
 
 def load_named(run_dir: str, name: str) -> dict[str, Any]:
@@ -125,21 +158,9 @@ def load_named(run_dir: str, name: str) -> dict[str, Any]:
 
 def _load(path: str) -> dict[str, Any]:
     if not storage.is_remote(path):
-        return ckpt.load_state(storage.local_path(path))
+        return load_state(storage.local_path(path))
     with tempfile.TemporaryDirectory(prefix="raylift-resume-") as tmp:
-        return ckpt.load_state(storage.download_dir(path, tmp))
-
-
-def agree_on(choice: T) -> T:
-    """Rank 0's choice, broadcast so every rank acts on the same (e.g. resumes from
-    the same folder)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return choice
-    box = [choice]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+        return load_state(storage.download_dir(path, tmp))
 
 
 @contextlib.contextmanager

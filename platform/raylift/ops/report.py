@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from raylift.errors import SpecError
-from raylift.training.runs import RECORD_FILE, RunRecord, read_history
+from raylift.artifacts.runs import RECORD_FILE, RunRecord, read_history
+from raylift.errors import UsageError
 
 SWEEP_RECORD = "sweep.json"
 
@@ -28,9 +28,9 @@ def write_report(path: str, out: str | None = None) -> Path:
         return _sweep_report(root, target)
     if (root / RECORD_FILE).is_file():
         return _run_report(root, target)
-    raise SpecError(
+    raise UsageError(
         f"{path} is neither a run folder ({RECORD_FILE}) nor a sweep folder ({SWEEP_RECORD})",
-        key="PATH",
+        option="PATH",
     )
 
 

@@ -1,0 +1,76 @@
+"""A training checkpoint -> the export format (``raylift.artifacts.export``).
+
+A sharded (FSDP) checkpoint is gathered into the full model; LoRA adapters
+(``finetune.lora``) are merged into the weights: the export is the plain model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+
+from raylift.artifacts import checkpoints
+from raylift.artifacts.export import write_export
+from raylift.data.base import PreparedData
+from raylift.models.lora import merge_lora_state_dict
+
+
+def write_model_export(
+    out_dir: str,
+    *,
+    weights: dict[str, torch.Tensor],
+    spec: dict[str, Any],
+    data: PreparedData,
+    metrics: dict[str, Any],
+    source_checkpoint: str | None = None,
+) -> str:
+    """Write the export of a model trained by ``spec`` on ``data``; returns ``out_dir``."""
+    return write_export(
+        out_dir,
+        weights=weights,
+        sample={"inputs": data.sample_raw_inputs, "targets": data.sample_targets},
+        metadata={
+            "name": spec["name"],
+            "model": spec["model"],
+            "data": spec["data"],
+            "info": data.info.to_json(),
+            "preprocessing": data.preprocessing,
+            "metrics": metrics,
+            "baselines": data.baselines,
+            "spec": spec,
+            "source_checkpoint": source_checkpoint,
+        },
+    )
+
+
+def plain_weights(
+    weights: dict[str, torch.Tensor], spec: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """A training state's model weights as the plain model's (LoRA merged in)."""
+    lora = (spec.get("finetune") or {}).get("lora")
+    return merge_lora_state_dict(weights, lora) if lora else weights
+
+
+def export_from_checkpoint(checkpoint_dir: str, out_dir: str, data: PreparedData) -> dict[str, Any]:
+    """Export the model in a (local, verified) training checkpoint folder; its metrics."""
+    state = checkpoints.load_state(checkpoint_dir)
+    spec = json.loads(state["spec"])
+    metrics = json.loads(state["metrics"])
+    if state.get("sharded"):  # FSDP: gather every rank's shards into the full model
+        from raylift.training.sharding import load_full_model_state
+
+        weights = load_full_model_state(checkpoint_dir)
+    else:
+        weights = state["model"]
+    write_model_export(
+        out_dir,
+        weights=plain_weights(weights, spec),
+        spec=spec,
+        data=data,
+        metrics=metrics,
+        source_checkpoint=os.path.basename(checkpoint_dir.rstrip("/")),
+    )
+    return metrics

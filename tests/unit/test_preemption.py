@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from raylift.training import preemption
+from raylift.training import interrupts as preemption
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def _deliver(sig: int = signal.SIGTERM) -> None:
 
 
 def test_sigterm_asks_for_one_checkpoint_instead_of_exiting(sigterm_handler: list[int]) -> None:
-    check = preemption.PreemptionCheck(rank=0, world=1)
+    check = preemption.InterruptCheck(rank=0, world=1)
     assert check.due(1) is None
     _deliver()
     assert sigterm_handler == []  # Ray's handler (exit) did not run yet
@@ -64,14 +64,14 @@ def test_no_checkpoint_in_time_exits_anyway(
 
 
 def test_check_interval_grows_gradually_from_one_step() -> None:
-    check = preemption.PreemptionCheck(rank=0, world=1, interval_s=3600)
+    check = preemption.InterruptCheck(rank=0, world=1, interval_s=3600)
     checked: list[Any] = []
     for step in range(1, 100):
         if step >= check.next_check:
             checked.append(step)
         check.due(step)
     assert checked[:4] == [1, 3, 7, 15]  # doubling while steps are fast
-    resumed = preemption.PreemptionCheck(rank=0, world=1, start_step=500, interval_s=3600)
+    resumed = preemption.InterruptCheck(rank=0, world=1, start_step=500, interval_s=3600)
     assert resumed.next_check == 501 and resumed.due(501) is None
     assert resumed.next_check == 503  # counted from the step it resumed at
 
@@ -106,7 +106,7 @@ def test_recovery_records_steps_lost_and_the_notice_before_it() -> None:
 
 
 def test_a_resize_request_asks_for_one_checkpoint() -> None:
-    check = preemption.PreemptionCheck(rank=0, world=1)
+    check = preemption.InterruptCheck(rank=0, world=1)
     assert check.due(1) is None
     preemption.request_resize_checkpoint()  # what the controller runs on each worker
     reasons = [check.due(step) for step in range(2, 40)]
@@ -128,7 +128,7 @@ def test_two_restarts_from_the_same_checkpoint_are_two_recoveries() -> None:
 
 
 def test_sigterm_to_the_driver_becomes_one_stop_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    from raylift.training import stop
+    from raylift.training import interrupts as stop
 
     published: list[str] = []
     monkeypatch.setattr(stop, "request_stop", published.append)
@@ -145,9 +145,9 @@ def test_sigterm_to_the_driver_becomes_one_stop_request(monkeypatch: pytest.Monk
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
 
     monkeypatch.setattr(stop, "stop_requested", lambda key: key in published)
-    check = preemption.PreemptionCheck(rank=0, world=1, stop_key=stopper.key)
+    check = preemption.InterruptCheck(rank=0, world=1, stop_key=stopper.key)
     assert check.due(1) == "stop"
-    other = preemption.PreemptionCheck(rank=0, world=1, stop_key=stop.new_key("digits"))
+    other = preemption.InterruptCheck(rank=0, world=1, stop_key=stop.new_key("digits"))
     assert other.due(1) is None  # another run's key: not stopped
 
 

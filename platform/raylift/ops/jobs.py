@@ -243,7 +243,7 @@ def build_submission(
     use_token_mode()  # before Ray is first imported
     quiet_ray_client_logs()
     from raylift.specs.loader import read_yaml
-    from raylift.training.stop import STOP_WAIT_S
+    from raylift.training.interrupts import STOP_WAIT_S
 
     root = Path(working_dir or os.getcwd()).resolve()
     if not root.is_dir():

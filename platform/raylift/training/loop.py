@@ -19,8 +19,8 @@ from raylift.data.base import PreparedData
 from raylift.errors import CheckpointError
 from raylift.training.checkpointing import agree_on, rng_states, set_rng_states
 from raylift.training.evaluate import evaluate
+from raylift.training.interrupts import InterruptCheck, release_sigterm, sigterm_received
 from raylift.training.plan import SampleStream, StepPlan
-from raylift.training.preemption import PreemptionCheck, release_sigterm, sigterm_received
 from raylift.training.setup import WorkerSetup, build_worker
 from raylift.training.sharding import local_state_bytes, no_sync
 from raylift.training.telemetry import peak_memory, start_gpu_sampler
@@ -208,7 +208,7 @@ def _run(
     window_loss, window_loss_n = 0.0, 0
     total = plan.total_steps
     attempt_start, excluded_s = time.perf_counter(), 0.0
-    preemption = PreemptionCheck(
+    preemption = InterruptCheck(
         rank, setup.plan.world_size, start_step=state.step, stop_key=stop_key
     )
     first_step = True  # report the first step of a resumed attempt at once

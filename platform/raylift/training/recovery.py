@@ -22,7 +22,7 @@ is back to training in 10-20 s on this 2-core machine (benchmarks/recovery.py).
 Growing is a restart too, from the latest checkpoint. Before returning a
 decision to resize a running group (grow, or shrink should Ray's policy ever
 decide one), the patched policy asks the workers to checkpoint (through each
-worker actor's ``execute``; see ``preemption.py``) and holds the decision until
+worker actor's ``execute``; see ``interrupts.py``) and holds the decision until
 that checkpoint is reported (at most ``RESIZE_CHECKPOINT_WAIT_S``), so a resize
 loses no steps.
 
@@ -138,7 +138,7 @@ def install() -> bool:
             if getattr(self, "_raylift_sizing_restart", False):
                 # Only a restart leaves out draining nodes: a running group keeps
                 # its drained node until it goes, so that Train's preemption notice
-                # gets the workers a checkpoint first (preemption.py).
+                # gets the workers a checkpoint first (interrupts.py).
                 reserved = without_unreachable_nodes(without_draining_nodes(reserved))
         except Exception:
             logger.warning("raylift: could not get the reserved resources", exc_info=True)
@@ -156,7 +156,7 @@ def install() -> bool:
 
 def _request_checkpoint(workers: list[Any]) -> bool:
     """Ask every worker to checkpoint at its next check; False if that failed."""
-    from raylift.training.preemption import request_resize_checkpoint
+    from raylift.training.interrupts import request_resize_checkpoint
 
     try:
         for worker in workers:

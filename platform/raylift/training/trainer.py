@@ -78,12 +78,12 @@ def build_trainer(
     stop_key: str | None = None,
     reset_hparams: bool = False,
 ) -> Any:
-    """The TorchTrainer for ``spec`` (Train V2); ``stop_key``: see ``stop.py``."""
+    """The TorchTrainer for ``spec`` (Train V2); ``stop_key``: see ``interrupts.py``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
 
+    from raylift.training.interrupts import SigtermCheckpoint
     from raylift.training.loop import FAULT_ENV, train_loop_per_worker
-    from raylift.training.preemption import SigtermCheckpoint
     from raylift.training.recovery import ElasticRecovery
 
     scaling = spec.scaling
@@ -213,9 +213,9 @@ def run_training(
     from ray.util.queue import Queue
 
     from raylift.artifacts.checkpoints import step_of
+    from raylift.training.interrupts import StopOnSigterm, new_key
     from raylift.training.progress import ProgressCallback
     from raylift.training.setup import load_data, plan_finetune
-    from raylift.training.stop import StopOnSigterm, new_key
 
     resolved = resolve_spec(spec)
     data = load_data(resolved)  # bad data or metric fails here, before the run folder is touched

@@ -1,4 +1,4 @@
-"""Checkpoint before a worker goes away: SIGTERM and Ray's preemption notice.
+"""Interrupts: every reason to checkpoint now, combined at one check (``InterruptCheck``).
 
 Two warnings reach a training worker before it is taken away:
 
@@ -16,8 +16,17 @@ Two warnings reach a training worker before it is taken away:
   restarts the group from that checkpoint, against
   ``FailureConfig.max_preemption_failures``.
 
-A graceful stop comes from the driver (``stop.py``): rank 0 finds the request
-in Ray's key-value store at a check; the workers checkpoint and end the run.
+A graceful stop comes from the driver: ``raylift jobs stop`` (Ray's job
+supervisor sends the entrypoint SIGTERM), a Kubernetes pod deletion or ``kill
+PID`` reach the ``raylift train`` driver, not the workers. The driver's handler
+(``StopOnSigterm``) only sets a flag; a watcher thread then publishes a stop
+request under the run's key in Ray's internal key-value store (the GCS). Rank 0
+looks for it at each check, every rank agrees through the same all-reduce, the
+workers report a checkpoint with reason ``stop`` and return. The run is
+recorded as stopped and ``--resume`` continues it from that checkpoint. The
+driver must outlive the checkpoint: raylift submits jobs with
+``RAY_JOB_STOP_WAIT_TIME_S`` (Ray's grace before SIGKILL, 3 s by default) set
+to ``STOP_WAIT_S``.
 
 A fourth request comes from the controller: before resizing the group (a node
 came back), ``recovery.py`` asks the workers to checkpoint, so the restart at
@@ -38,6 +47,10 @@ import signal
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from types import FrameType
 from typing import Any
 
 from ray.train.v2._internal.execution.callback import WorkerCallback
@@ -47,6 +60,8 @@ logger = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 2.0
 GRACE_ENV = "RAYLIFT_SIGTERM_GRACE_S"
 DEFAULT_GRACE_S = 25.0
+NAMESPACE = "raylift"  # of the stop requests in Ray's internal key-value store
+STOP_WAIT_S = 60
 
 _sigterm = threading.Event()  # a SIGTERM arrived
 _resize = threading.Event()  # the controller is about to resize the group
@@ -117,7 +132,7 @@ class SigtermCheckpoint(WorkerCallback):
             logger.warning("SIGTERM handler not installed: not on the worker's main thread")
 
 
-class PreemptionCheck:
+class InterruptCheck:
     """Per rank: decides, in agreement with every rank, when to checkpoint early.
 
     ``due(step)`` is called after every optimizer step on every rank; it returns
@@ -194,8 +209,6 @@ class PreemptionCheck:
     def _stop_requested(self) -> bool:
         if not self.stop_key:
             return False
-        from raylift.training.stop import stop_requested
-
         try:
             return stop_requested(self.stop_key)
         except Exception:  # outside Ray (unit tests) or the GCS is briefly away
@@ -210,3 +223,74 @@ class PreemptionCheck:
             return ray.train.get_preemption_info() is not None
         except Exception:  # outside a Train worker (unit tests) or Ray without it
             return False
+
+
+# ------------------------------------------------------------ driver stop
+
+
+def new_key(run: str) -> str:
+    return f"stop/{run}/{uuid.uuid4().hex}"
+
+
+def request_stop(key: str) -> None:
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    _internal_kv_put(key, b"1", overwrite=True, namespace=NAMESPACE)
+
+
+def stop_requested(key: str) -> bool:
+    from ray.experimental.internal_kv import _internal_kv_exists
+
+    return bool(_internal_kv_exists(key, namespace=NAMESPACE))
+
+
+def clear_stop(key: str) -> None:
+    from ray.experimental.internal_kv import _internal_kv_del
+
+    _internal_kv_del(key, namespace=NAMESPACE)
+
+
+class StopOnSigterm:
+    """In the driver: SIGTERM requests a graceful stop instead of killing the run."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.event = threading.Event()
+        self._closed = threading.Event()
+        self._previous: Any = None
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():  # a second SIGTERM: do what the previous handler did
+            previous = self._previous
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                raise SystemExit(128 + signum)
+            return
+        self.event.set()  # no Ray calls in a signal handler: the watcher publishes it
+
+    def _publish(self) -> None:
+        while not self._closed.is_set():
+            if self.event.wait(0.5):
+                with suppress(Exception):  # Ray is shutting down: the run ends anyway
+                    request_stop(self.key)
+                return
+
+    @contextmanager
+    def installed(self) -> Iterator[StopOnSigterm]:
+        on_main = threading.current_thread() is threading.main_thread()
+        if on_main:
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        threading.Thread(target=self._publish, daemon=True, name="raylift-stop").start()
+        try:
+            yield self
+        finally:
+            self._closed.set()
+            if on_main:
+                signal.signal(signal.SIGTERM, self._previous)
+            with suppress(Exception):
+                clear_stop(self.key)

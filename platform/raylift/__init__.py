@@ -49,7 +49,7 @@ __all__ = [
 
 _LAZY = {
     "load_spec": "raylift.specs",
-    "run_training": "raylift.training.trainer",
+    "run_training": "raylift.training.driver",
     "load_export": "raylift.models.exported",
     "connect": "raylift.ops.connect",
 }
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from raylift.models.exported import load_export
     from raylift.ops.connect import connect
     from raylift.specs import load_spec
-    from raylift.training.trainer import run_training
+    from raylift.training.driver import run_training
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,17 @@ from typing import Any
 import click
 
 from raylift.cli.common import State, address_option, console, handle_errors, set_option
-from raylift.specs import JobSpec, check_runnable, dump_spec, load_spec
+from raylift.errors import SpecError
+from raylift.specs import (
+    JobSpec,
+    check_data_files,
+    check_init_from,
+    check_runnable,
+    check_storage,
+    dump_spec,
+    kind_of,
+    load_spec,
+)
 
 
 def _load(file: str, overrides: tuple[str, ...]) -> JobSpec:
@@ -17,13 +27,38 @@ def _load(file: str, overrides: tuple[str, ...]) -> JobSpec:
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @set_option
 @handle_errors
-def validate(file: str, overrides: tuple[str, ...]) -> None:
-    """Check a spec file without starting anything."""
-    spec = _load(file, overrides)
-    console.print(f"{file}: ok (job {spec.name!r})", highlight=False)
+def validate(files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Check spec files of any kind (train, sweep, serve) without starting anything."""
+    for file in files:
+        console.print(f"{file}: ok ({describe(file, list(overrides))})", highlight=False)
+
+
+def describe(file: str, overrides: list[str]) -> str:
+    """Validate ``file`` as its kind does before running; what it is, in a few words."""
+    kind = kind_of(file, overrides)
+    if kind == "sweep":
+        from raylift.tuning.sweep import load_sweep
+
+        loaded = load_sweep(file, overrides)  # the base job and the space too
+        keys = ", ".join(loaded.sweep.space)
+        return f"sweep {loaded.sweep.name!r} over {keys}; {loaded.objective}"
+    if kind == "serve":
+        from raylift.specs.serve import load_serve_spec
+
+        spec = load_serve_spec(file, overrides)
+        models = ", ".join(f"{m.name}:{m.version}" for m in spec.models)
+        return f"serve application {spec.name!r}: {models}"
+    job = load_spec(file, overrides)
+    check_storage(job, file=file)
+    check_data_files(job, file=file)
+    try:
+        check_init_from(job, file=file)
+    except SpecError as exc:  # another run's output, not a fault of this file
+        return f"job {job.name!r}; note: {exc.message}"
+    return f"job {job.name!r}"
 
 
 @click.command()
@@ -51,7 +86,7 @@ def train(
         return
     from raylift.cli.display import TrainDisplay
     from raylift.ops.connect import connect
-    from raylift.training.trainer import run_training
+    from raylift.training.driver import run_training
 
     where = connect(address, verbose=State.verbose)
     console.print(f"{spec.name}: training on {where}; run folder {spec.run_dir}", highlight=False)

@@ -27,10 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from raylift.errors import ExportError, SpecError
-from raylift.specs.job import LORA_TARGETS as DEFAULT_TARGETS
 
 LORA_KEYS = ("lora_a", "lora_b")
 SHOWN_NAMES = 6  # names listed in an error message
+
+# finetune.lora.targets by default: the gpt's attention and feed-forward Linear layers.
+DEFAULT_TARGETS = ("*.attn.qkv", "*.attn.proj", "*.mlp.fc", "*.mlp.proj")
 
 
 class LoraLinear(nn.Linear):

@@ -26,8 +26,6 @@ METRICS = {
 }
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEFAULT_STORAGE_ENV = "RAYLIFT_STORAGE_PATH"
-# finetune.lora.targets by default: the gpt's attention and feed-forward Linear layers.
-LORA_TARGETS = ("*.attn.qkv", "*.attn.proj", "*.mlp.fc", "*.mlp.proj")
 
 
 def default_storage_path() -> str:
@@ -263,7 +261,7 @@ class LoraSpec(StrictModel):
     )
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input.")
     targets: list[str] = Field(
-        default_factory=lambda: list(LORA_TARGETS),
+        default_factory=lambda: _default_lora_targets(),
         min_length=1,
         description="Globs of the Linear layers to adapt, matched against full module names "
         "(default: the gpt's attention and feed-forward layers).",
@@ -358,6 +356,12 @@ def _check_registry_params(kind: str, name: str, params: dict[str, Any]) -> None
         raise KeyedError(str(exc), ["name"]) from None
     except ValidationError as exc:
         raise KeyedError(f"bad {kind} params", ["params"], inner=exc) from None
+
+
+def _default_lora_targets() -> list[str]:
+    from raylift.models.lora import DEFAULT_TARGETS
+
+    return list(DEFAULT_TARGETS)
 
 
 class KeyedError(ValueError):

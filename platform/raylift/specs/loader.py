@@ -120,7 +120,7 @@ def _make(
             shown = repr(err["input"])
             if len(shown) <= 60 and not isinstance(err["input"], dict):
                 message += f" (got {shown})"
-    line, column = _position(node, loc)
+    line, column = position(node, loc)
     return SpecError(message, file=file, key=key, line=line, column=column)
 
 
@@ -165,7 +165,7 @@ def _registry_params_fields(title: str) -> list[str]:
     return []
 
 
-def _position(node: yaml.Node | None, loc: list[str]) -> tuple[int | None, int | None]:
+def position(node: yaml.Node | None, loc: list[str]) -> tuple[int | None, int | None]:
     """Line/column (1-based) of the deepest node of ``loc`` present in the YAML."""
     best: yaml.Node | None = node
     current = node

@@ -20,8 +20,8 @@ def evaluate(setup: WorkerSetup, rank: int, world_size: int) -> dict[str, float]
     data, model = setup.data, setup.forward_model
     model.eval()
     shard = shard_range(data.num_val, rank, world_size)
-    batch = setup.spec["data"]["batch_size"]
-    max_batches = setup.spec["train"]["max_val_batches"]
+    batch = setup.job.data.batch_size
+    max_batches = setup.job.train.max_val_batches
     starts = list(range(shard.start, shard.stop, batch))
     rounds = len(starts)
     if setup.sharded:  # every rank must run as many forwards (each one all-gathers)

@@ -16,48 +16,49 @@ from raylift.artifacts import checkpoints
 from raylift.artifacts.export import write_export
 from raylift.data.base import PreparedData
 from raylift.models.lora import merge_lora_state_dict
+from raylift.specs.resolve import ResolvedJob, load_resolved
 
 
 def write_model_export(
     out_dir: str,
     *,
     weights: dict[str, torch.Tensor],
-    spec: dict[str, Any],
+    job: ResolvedJob,
     data: PreparedData,
     metrics: dict[str, Any],
     source_checkpoint: str | None = None,
 ) -> str:
-    """Write the export of a model trained by ``spec`` on ``data``; returns ``out_dir``."""
+    """Write the export of a model trained by ``job`` on ``data``; returns ``out_dir``."""
+    spec = job.as_json()
     return write_export(
         out_dir,
         weights=weights,
         sample={"inputs": data.sample_raw_inputs, "targets": data.sample_targets},
         metadata={
-            "name": spec["name"],
-            "model": spec["model"],
-            "data": spec["data"],
+            "name": job.name,
+            "model": job.model.model_dump(mode="json"),
+            "data": job.data.model_dump(mode="json"),
             "info": data.info.to_json(),
             "preprocessing": data.preprocessing,
             "metrics": metrics,
             "baselines": data.baselines,
             "spec": spec,
+            "objective": job.objective.model_dump() if job.train.metric else None,
             "source_checkpoint": source_checkpoint,
         },
     )
 
 
-def plain_weights(
-    weights: dict[str, torch.Tensor], spec: dict[str, Any]
-) -> dict[str, torch.Tensor]:
+def plain_weights(weights: dict[str, torch.Tensor], job: ResolvedJob) -> dict[str, torch.Tensor]:
     """A training state's model weights as the plain model's (LoRA merged in)."""
-    lora = (spec.get("finetune") or {}).get("lora")
-    return merge_lora_state_dict(weights, lora) if lora else weights
+    lora = job.finetune.lora if job.finetune is not None else None
+    return merge_lora_state_dict(weights, lora.model_dump()) if lora is not None else weights
 
 
 def export_from_checkpoint(checkpoint_dir: str, out_dir: str, data: PreparedData) -> dict[str, Any]:
     """Export the model in a (local, verified) training checkpoint folder; its metrics."""
     state = checkpoints.load_state(checkpoint_dir)
-    spec = json.loads(state["spec"])
+    job = load_resolved(state["spec"])
     metrics = json.loads(state["metrics"])
     if state.get("sharded"):  # FSDP: gather every rank's shards into the full model
         from raylift.training.sharding import load_full_model_state
@@ -67,8 +68,8 @@ def export_from_checkpoint(checkpoint_dir: str, out_dir: str, data: PreparedData
         weights = state["model"]
     write_model_export(
         out_dir,
-        weights=plain_weights(weights, spec),
-        spec=spec,
+        weights=plain_weights(weights, job),
+        job=job,
         data=data,
         metrics=metrics,
         source_checkpoint=os.path.basename(checkpoint_dir.rstrip("/")),

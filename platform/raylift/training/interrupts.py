@@ -41,6 +41,7 @@ collective at the same steps).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -122,6 +123,26 @@ def release_sigterm() -> None:
         return
     _release.set()
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def exit_after_sigterm(step: int) -> None:
+    """The checkpoint is on storage: let the SIGTERM end this worker process.
+
+    First give the controller a moment to take the report (it polls every
+    0.5 s), so Ray registers the checkpoint and the driver sees it.
+    """
+    with contextlib.suppress(Exception):  # private Ray internals: best effort
+        from ray.train.v2._internal.execution.context import get_train_context
+
+        reports = get_train_context().execution_context.result_queue
+        deadline = time.monotonic() + 5.0
+        while reports.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+    release_sigterm()
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        time.sleep(0.1)  # the main thread exits the process at its next task
+    raise RuntimeError(f"SIGTERM: checkpointed at step {step}; stopping this worker")
 
 
 class SigtermCheckpoint(WorkerCallback):

@@ -21,9 +21,8 @@ not change on a resize. On a resize, ``batch_policy`` decides the batch:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
@@ -182,9 +181,10 @@ def lr_world_factor(
     return 1.0
 
 
-def fixed_global_batch(train: Mapping[str, Any], context_length: int | None) -> int | None:
+def fixed_global_batch(
+    samples: int | None, tokens: int | None, context_length: int | None
+) -> int | None:
     """``train.global_batch_size``, or ``global_batch_tokens`` in whole sequences."""
-    samples, tokens = train.get("global_batch_size"), train.get("global_batch_tokens")
     if samples is not None:
         return int(samples)
     if tokens is None:

@@ -14,6 +14,8 @@ from raylift.data.base import DatasetInfo, PreparedData, load_dataset
 from raylift.errors import RayliftError, SpecError
 from raylift.models.base import build_model
 from raylift.models.lora import ParamCounts, count_parameters, prepare_for_finetune
+from raylift.specs.job import TrainSpec
+from raylift.specs.resolve import ResolvedJob
 from raylift.training.plan import StepPlan, fixed_global_batch, lr_multiplier, lr_world_factor
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -21,7 +23,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class WorkerSetup:
-    spec: dict[str, Any]
+    job: ResolvedJob
     plan: StepPlan
     data: PreparedData
     model: nn.Module  # DDP-wrapped, FSDP-sharded (in place), or plain
@@ -43,14 +45,14 @@ class WorkerSetup:
     @property
     def sharded(self) -> bool:
         """FSDP: every rank writes and reads its part of each checkpoint."""
-        return self.spec["scaling"]["strategy"] == "fsdp"
+        return self.job.sharded
 
     @property
     def info(self) -> DatasetInfo:
         return self.data.info
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        precision = self.spec["train"]["precision"]
+        precision = self.job.train.precision
         if precision == "fp32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -78,99 +80,103 @@ def _context_length(info: DatasetInfo) -> int | None:
     return int(info.input_shape[0]) if info.task == "language_modeling" else None
 
 
-def load_data(spec: dict[str, Any]) -> PreparedData:
-    data = spec["data"]
-    return load_dataset(
-        data["name"], data["params"], val_fraction=data["val_fraction"], seed=data["seed"]
-    )
+def load_data(job: ResolvedJob) -> PreparedData:
+    data = job.data
+    return load_dataset(data.name, data.params, val_fraction=data.val_fraction, seed=data.seed)
 
 
-def make_model(spec: dict[str, Any], info: DatasetInfo) -> nn.Module:
-    model = spec["model"]
-    torch.manual_seed(spec["train"]["seed"])
-    return build_model(model.get("name"), model.get("import_path"), model.get("params", {}), info)
+def make_model(job: ResolvedJob, info: DatasetInfo) -> nn.Module:
+    torch.manual_seed(job.train.seed)
+    return build_model(job.model.name, job.model.import_path, job.model.params, info)
 
 
-def plan_finetune(spec: dict[str, Any], info: DatasetInfo) -> ParamCounts | None:
-    """Check ``spec["finetune"]`` on the driver, before any worker starts.
+def finetune_section(job: ResolvedJob) -> dict[str, Any] | None:
+    """``finetune`` as the plain mapping ``models.lora`` takes (None: train everything)."""
+    return job.finetune.model_dump(mode="json") if job.finetune is not None else None
+
+
+def plan_finetune(job: ResolvedJob, info: DatasetInfo) -> ParamCounts | None:
+    """Check the job's ``finetune`` section on the driver, before any worker starts.
 
     Builds the model on the meta device (no memory, no weights) and applies the
     section, so a glob that matches nothing fails here with its SpecError.
     Returns the parameter counts; None without a finetune section, or when the
     model cannot be built on the meta device (the workers then check).
     """
-    if not spec.get("finetune"):
+    if job.finetune is None:
         return None
-    model_spec = spec["model"]
+    model = job.model
     try:
         with torch.device("meta"):
-            model = build_model(
-                model_spec.get("name"),
-                model_spec.get("import_path"),
-                model_spec.get("params", {}),
-                info,
-            )
+            built = build_model(model.name, model.import_path, model.params, info)
     except RayliftError:
         raise
     except Exception:
         return None
-    return count_parameters(prepare_for_finetune(model, spec["finetune"]))
+    return count_parameters(prepare_for_finetune(built, finetune_section(job)))
 
 
-def make_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if train["optimizer"] == "sgd":
+    if train.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"]
+            params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
         )
-    cls = torch.optim.AdamW if train["optimizer"] == "adamw" else torch.optim.Adam
-    return cls(params, lr=train["lr"], weight_decay=train["weight_decay"])
+    cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=train.lr, weight_decay=train.weight_decay)
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, train: dict[str, Any], total_steps: int, world_factor: float
+    optimizer: torch.optim.Optimizer, train: TrainSpec, total_steps: int, world_factor: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
     def multiplier(step: int) -> float:
         return world_factor * lr_multiplier(
-            step, total_steps, train["schedule"], train["warmup_steps"], train["min_lr_ratio"]
+            step, total_steps, train.schedule, train.warmup_steps, train.min_lr_ratio
         )
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
 
 
+def step_plan(job: ResolvedJob, data: PreparedData, world_size: int) -> StepPlan:
+    """How the job's optimizer steps map onto the sample stream at ``world_size``."""
+    train, scaling = job.train, job.scaling
+    return StepPlan(
+        num_train=data.num_train,
+        per_worker_batch=job.data.batch_size,
+        world_size=world_size,
+        grad_accum_steps=train.grad_accum_steps,
+        epochs=train.epochs,
+        max_steps=train.max_steps,
+        max_workers=scaling.max_workers,
+        batch_policy=scaling.batch_policy,
+        fixed_global_batch=fixed_global_batch(
+            train.global_batch_size, train.global_batch_tokens, _context_length(data.info)
+        ),
+    )
+
+
 def build_worker(
-    spec: dict[str, Any], data: PreparedData, *, rank: int, world_size: int
+    job: ResolvedJob, data: PreparedData, *, rank: int, world_size: int
 ) -> WorkerSetup:
     """Model (initialised from ``init_from`` if set), DDP, optimizer, schedule."""
     import ray.train.torch
 
     from raylift.artifacts.export import load_weights
 
-    train = spec["train"]
-    scaling = spec["scaling"]
-    plan = StepPlan(
-        num_train=data.num_train,
-        per_worker_batch=spec["data"]["batch_size"],
-        world_size=world_size,
-        grad_accum_steps=train["grad_accum_steps"],
-        epochs=train["epochs"],
-        max_steps=train["max_steps"],
-        max_workers=scaling["max_workers"],
-        batch_policy=scaling["batch_policy"],
-        fixed_global_batch=fixed_global_batch(train, _context_length(data.info)),
-    )
+    train, scaling = job.train, job.scaling
+    plan = step_plan(job, data, world_size)
     world_factor = lr_world_factor(
-        world_size, scaling["max_workers"], scaling["batch_policy"], scaling["scale_lr"]
+        world_size, scaling.max_workers, scaling.batch_policy, scaling.scale_lr
     )
-    model = make_model(spec, data.info)
-    if spec.get("init_from"):
-        model.load_state_dict(load_weights(spec["init_from"]))
-    prepare_for_finetune(model, spec.get("finetune"))  # freeze / LoRA, after init_from
-    if train["activation_checkpointing"]:
-        enable_activation_checkpointing(model, spec)
+    model = make_model(job, data.info)
+    if job.init_from:
+        model.load_state_dict(load_weights(job.init_from))
+    prepare_for_finetune(model, finetune_section(job))  # freeze / LoRA, after init_from
+    if train.activation_checkpointing:
+        enable_activation_checkpointing(model, job)
 
     device = ray.train.torch.get_device()
-    if scaling["strategy"] == "fsdp":
+    if job.sharded:
         from raylift.training.sharding import shard_model
 
         wrapped = unwrapped = shard_model(model.to(device))  # FSDP2 shards in place
@@ -179,9 +185,9 @@ def build_worker(
         unwrapped = wrapped.module if hasattr(wrapped, "module") else wrapped
     optimizer = make_optimizer(unwrapped, train)
     scheduler = make_scheduler(optimizer, train, plan.total_steps, world_factor)
-    scaler = torch.amp.GradScaler(device.type) if train["precision"] == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if train.precision == "fp16" else None
     return WorkerSetup(
-        spec=spec,
+        job=job,
         plan=plan,
         data=data,
         model=wrapped,
@@ -196,18 +202,35 @@ def build_worker(
     )
 
 
-def compiled_model(model: nn.Module, train: dict[str, Any]) -> nn.Module | None:
+def compiled_model(model: nn.Module, train: TrainSpec) -> nn.Module | None:
     """``torch.compile(model)`` when ``train.compile`` (inductor; compiles on first use)."""
-    return torch.compile(model) if train.get("compile") else None
+    return torch.compile(model) if train.compile else None
 
 
-def enable_activation_checkpointing(model: nn.Module, spec: dict[str, Any]) -> None:
+def enable_activation_checkpointing(model: nn.Module, job: ResolvedJob) -> None:
     """Turn on per-block recomputation; a model without blocks is a spec error."""
     if not hasattr(model, "activation_checkpointing"):
-        name = spec["model"].get("name") or spec["model"].get("import_path")
+        name = job.model.name or job.model.import_path
         raise SpecError(
             f"model {name!r} has no transformer blocks to checkpoint; "
             "set train.activation_checkpointing to false (it is for the gpt)",
             key="train.activation_checkpointing",
         )
     model.activation_checkpointing = True
+
+
+def apply_job_hparams(setup: WorkerSetup) -> None:
+    """After restoring another run's state (PBT): this job's lr and weight decay win."""
+    train = setup.job.train
+    scheduler = setup.scheduler
+    scheduler.base_lrs = [float(train.lr) for _ in scheduler.base_lrs]
+    lrs = [
+        base * lam(scheduler.last_epoch)
+        for base, lam in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
+    ]
+    for group, lr in zip(setup.optimizer.param_groups, lrs, strict=True):
+        group["initial_lr"] = float(train.lr)
+        group["lr"] = lr
+        group["weight_decay"] = float(train.weight_decay)
+        if "momentum" in group:
+            group["momentum"] = float(train.momentum)

@@ -12,23 +12,42 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ray.tune import Callback
 
+from raylift.specs.resolve import Objective
+from raylift.tuning.trial import trial_run_name
+
 REFRESH_S = 5.0
 STATES = ("pending", "running", "terminated", "stopped_early", "errored", "paused")
+
+
+@dataclass
+class TrialRow:
+    """One trial in the live table: its state, sampled config and metric so far."""
+
+    trial_id: str
+    status: str
+    config: dict[str, Any]
+    last: dict[str, Any] = field(default_factory=dict)
+    best: float | None = None
+
+    @property
+    def run_name(self) -> str:
+        return trial_run_name(self.trial_id)
 
 
 class SweepProgress(Callback):
     def __init__(
         self,
         sweep: str,
-        metric: str,
-        mode: str,
-        on_update: Callable[[list[Any]], None] | None = None,
+        objective: Objective,
+        on_update: Callable[[list[TrialRow]], None] | None = None,
     ) -> None:
-        self.sweep, self.metric, self.mode = sweep, metric, mode
+        self.sweep, self.objective = sweep, objective
+        self.metric = objective.metric
         self.on_update = on_update
         self.rows: dict[str, Any] = {}
         self.best: float | None = None
@@ -76,11 +95,9 @@ class SweepProgress(Callback):
     # ---------------------------------------------------------------- internals
 
     def _better(self, value: float, than: float) -> bool:
-        return value > than if self.mode == "max" else value < than
+        return self.objective.better(value, than)
 
     def _row(self, trial: Any) -> Any:
-        from raylift.tuning.sweep import TrialRow
-
         row = self.rows.get(trial.trial_id)
         if row is None:
             row = self.rows[trial.trial_id] = TrialRow(trial.trial_id, "pending", {})

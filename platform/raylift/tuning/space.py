@@ -9,15 +9,15 @@ from raylift.errors import SpecError
 from raylift.registry import did_you_mean
 from raylift.specs import JobSpec, spec_from_dict
 from raylift.specs.overrides import get_dotted
+from raylift.specs.resolve import resolve
 from raylift.specs.sweep import Distribution, SweepSpec
 
 
 def check_space(sweep: SweepSpec, base: JobSpec, *, file: str | None = None) -> None:
     """Every space key exists in the base spec, suits its field, and yields valid specs."""
     from raylift.specs.overrides import set_dotted
-    from raylift.training.trainer import resolve_spec
 
-    resolved = resolve_spec(base)
+    resolved = resolve(base).as_json()
     raw = base.model_dump(mode="json")
     for key, value in sweep.trial.items():  # the fixed overrides first, all together
         raw = set_dotted(raw, key.split("."), value)

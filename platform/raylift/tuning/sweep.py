@@ -12,17 +12,21 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raylift import storage
 from raylift.errors import SpecError, TrainingError
 from raylift.specs import JobSpec, load_spec
 from raylift.specs.loader import load_model_file
+from raylift.specs.resolve import Objective
 from raylift.specs.sweep import SweepSpec
 from raylift.tuning.space import check_space, tune_space
 from raylift.tuning.trial import TRIALS_DIR, run_trial, trial_run_name
+
+if TYPE_CHECKING:
+    from raylift.tuning.progress import TrialRow
 
 TUNE_DIR = "tune"
 BEST_DIR = "best"
@@ -37,25 +41,21 @@ class LoadedSweep:
     file: str
 
     @property
+    def objective(self) -> Objective:
+        """The sweep's metric and mode, else the base job's; a mode the metric implies."""
+        if self.sweep.metric is not None:
+            return Objective.of(self.sweep.metric, self.sweep.mode)
+        if self.base.train.metric is None:  # load_sweep refuses this
+            raise SpecError("give metric: (the base spec has no train.metric)", file=self.file)
+        return Objective.of(self.base.train.metric, self.sweep.mode or self.base.train.mode)
+
+    @property
     def metric(self) -> str:
-        return self.sweep.metric or self.base.train.metric or "val_loss"
+        return self.objective.metric
 
     @property
     def mode(self) -> str:
-        return self.sweep.mode or self.base.train.mode or "min"
-
-
-@dataclass
-class TrialRow:
-    trial_id: str
-    status: str
-    config: dict[str, Any]
-    last: dict[str, Any] = field(default_factory=dict)
-    best: float | None = None
-
-    @property
-    def run_name(self) -> str:
-        return trial_run_name(self.trial_id)
+        return self.objective.mode
 
 
 def load_sweep(file: str, overrides: list[str] | None = None) -> LoadedSweep:
@@ -201,7 +201,7 @@ def run_sweep(
     from raylift.tuning.orphans import ReapOrphanedPlacementGroups
     from raylift.tuning.progress import SweepProgress
 
-    progress = SweepProgress(loaded.sweep.name, loaded.metric, loaded.mode, on_update)
+    progress = SweepProgress(loaded.sweep.name, loaded.objective, on_update)
     tuner = build_tuner(loaded, resume=resume, callbacks=[progress, ReapOrphanedPlacementGroups()])
     started = time.time()
     results = tuner.fit()
@@ -226,13 +226,13 @@ def run_sweep(
 
 def leaderboard(loaded: LoadedSweep, results: Any) -> dict[str, Any]:
     """Every trial with its config, status and best metric; the best finished one first."""
-    metric, mode = loaded.metric, loaded.mode
-    sign = 1.0 if mode == "max" else -1.0
+    objective = loaded.objective
+    metric = objective.metric
     rows = []
     for result in results:
         frame = result.metrics_dataframe
         values = [] if frame is None or metric not in frame else frame[metric].dropna().tolist()
-        best_value = (max if mode == "max" else min)(values) if values else None
+        best_value = objective.best(values)
         trial_id = os.path.basename(result.path.rstrip("/")) if result.path else ""
         config = {k: v for k, v in (result.config or {}).items() if k in loaded.sweep.space}
         rows.append(
@@ -246,12 +246,12 @@ def leaderboard(loaded: LoadedSweep, results: Any) -> dict[str, Any]:
                 "status": _status(result),
             }
         )
-    rows.sort(key=lambda r: (r["best"] is None, -sign * (r["best"] or 0.0)))
+    rows.sort(key=lambda r: (r["best"] is None, -objective.score(r["best"] or 0.0)))
     exported = [r for r in rows if r["best"] is not None and _has_export(loaded, r["run"])]
     return {
         "sweep": loaded.sweep.name,
         "metric": metric,
-        "mode": mode,
+        "mode": objective.mode,
         "trials": rows,
         "best": dict(exported[0]) if exported else None,
     }

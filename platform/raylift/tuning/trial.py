@@ -48,7 +48,7 @@ def run_trial(config: dict[str, Any], sweep_data: dict[str, Any], base: dict[str
     from raylift.artifacts.checkpoints import checkpoint_dir_name
     from raylift.artifacts.runs import RECORD_FILE, RunRecord
     from raylift.artifacts.sealed import verify
-    from raylift.training.trainer import run_training
+    from raylift.training.driver import run_training
 
     sweep = SweepSpec.model_validate(sweep_data)
     context = ray.tune.get_context()

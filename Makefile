@@ -7,7 +7,7 @@ STAMP := $(VENV)/.raylift-installed
 # 2 keeps a 2-core machine busy; each file runs whole in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-fast lint format bench manifests clean
+.PHONY: venv demo test test-fast lint format bench manifests docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ manifests: venv  ## re-render the committed KubeRay manifests (cluster/kuberay/)
 	$(VENV)/bin/raylift cluster manifests --storage /mnt/raylift --storage-claim raylift-storage \
 		--gpus-per-worker 0 --cpu-workers 1:2 --cpu-worker-resources 2,4Gi --head-resources 1,4Gi \
 		--out cluster/kuberay/dev
+
+docs: venv  ## regenerate docs/spec-reference.md from the spec models (a test fails when it is stale)
+	$(PY) -m raylift.specs.reference
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

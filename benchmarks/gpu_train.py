@@ -27,15 +27,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import fmt, log, machine_info, markdown_table, publish, results
+from raylift.testing.benchmarks import fmt, log, machine_info, markdown_table, publish, results
 
 NAME = "gpu_train"
 MFU_GOAL = 0.40
@@ -146,7 +142,7 @@ def device_peak() -> tuple[str, float | None]:
 
 def run(spec_dict: dict[str, Any]) -> tuple[Any, list[dict[str, Any]], float]:
     from raylift.specs import spec_from_dict
-    from raylift.training.trainer import run_training
+    from raylift.training.driver import run_training
 
     events: list[dict[str, Any]] = []
     started = time.perf_counter()

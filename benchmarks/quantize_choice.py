@@ -15,7 +15,7 @@ against the plain float32 model, eager and compiled the same way. Models: the
 raylift ``mlp`` with hidden sizes ``[1024, 1024]`` trained on ``digits`` (batch 1
 and 64) and the ``gpt`` of ``jobs/tinygpt-pretrain.yaml`` (2 layers, 4 heads,
 width 128, context 64; forward of one full-context sequence), both trained
-in-process for a few hundred steps with ``tests/exports.py`` and exported, so the
+in-process for a few hundred steps with ``raylift.testing.exports`` and exported, so the
 accuracies are those the serving gate would see.
 
 Timing: in each round every variant runs ``calls`` forwards under
@@ -34,7 +34,6 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -42,11 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(0, str(BENCH_DIR.parent))  # tests/exports.py
-
-from common import (  # noqa: E402  (benchmarks/ is not a package)
+from raylift.testing.benchmarks import (
     fmt,
     log,
     machine_info,
@@ -166,9 +161,8 @@ def measure(
 
 
 def train_exports(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
-    from tests.exports import digits_spec, gpt_spec, make_export
-
     from raylift.models.exported import load_export
+    from raylift.testing.exports import digits_spec, gpt_spec, make_export
 
     hidden = [int(size) for size in args.hidden.split(",") if size]
     mlp_dir = make_export(Path(tmp, "mlp"), digits_spec("bench-mlp", hidden), steps=args.mlp_steps)

@@ -45,9 +45,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # benchmarks/ is not a package
+from raylift.ports import free_port
+from raylift.testing.benchmarks import (
     ForeignCpu,
     busy_between,
     cpu_times,
@@ -60,7 +59,6 @@ from common import (  # benchmarks/ is not a package
     now_iso,
     publish,
 )
-from raylift.ports import free_port
 
 NAME = "recovery"
 RESUME_GOAL_S = 15.0
@@ -468,7 +466,7 @@ def raylift_child(args: argparse.Namespace) -> None:
 
         from raylift.ops.connect import connect
         from raylift.specs import spec_from_dict
-        from raylift.training.trainer import run_training
+        from raylift.training.driver import run_training
 
         # The training thread outlives the measurements; it must never start or
         # join another Ray on this host once this cluster is gone.

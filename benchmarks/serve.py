@@ -2,7 +2,7 @@
 
 One run, one model: the raylift ``mlp`` (hidden sizes ``--hidden``, default
 ``[2048, 2048]``: 4.3 M Linear parameters, big enough that batching and int8
-matter) trained on ``digits`` in-process with ``tests/exports.py`` and exported
+matter) trained on ``digits`` in-process with ``raylift.testing.exports`` and exported
 exactly as ``raylift train`` exports it.
 
 * **int8** (in-process, 1 torch thread): ``raylift.serving.quantize.quantize_int8``
@@ -71,12 +71,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(0, str(ROOT / "tests"))  # tests/exports.py
-
-from common import (  # noqa: E402  (benchmarks/ is not a package)
+from raylift.ports import free_port
+from raylift.serving import haproxy
+from raylift.testing.benchmarks import (
     ForeignCpu,
     cpu_times,
     fmt,
@@ -89,8 +86,6 @@ from common import (  # noqa: E402  (benchmarks/ is not a package)
     publish,
     results,
 )
-from raylift.ports import free_port  # noqa: E402
-from raylift.serving import haproxy  # noqa: E402
 
 NAME = "serve"
 MODEL = "mlp"
@@ -189,7 +184,7 @@ def hidden_sizes(args: argparse.Namespace) -> list[int]:
 
 
 def train_export(root: Path, args: argparse.Namespace) -> Path:
-    from exports import digits_spec, make_export
+    from raylift.testing.exports import digits_spec, make_export
 
     spec = digits_spec("bench-serve", hidden_sizes(args))
     return make_export(root / "model", spec, steps=args.steps, lr=args.lr)

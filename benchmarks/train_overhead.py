@@ -28,9 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # benchmarks/ is not a package
+from raylift.testing.benchmarks import (
     ForeignCpu,
     cpu_times,
     fmt,
@@ -93,7 +91,7 @@ def job_dict(args: argparse.Namespace, hidden: list[int], storage: str) -> dict[
 
 
 def run_raylift(spec: Any) -> dict[str, Any]:
-    from raylift.training.trainer import run_training
+    from raylift.training.driver import run_training
 
     start = time.perf_counter()
     outcome = run_training(spec, overwrite=True)

@@ -22,14 +22,11 @@ import argparse
 import datetime as dt
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # benchmarks/ is not a package
+from raylift.testing.benchmarks import (
     fmt,
     log,
     machine_info,

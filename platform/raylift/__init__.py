@@ -24,8 +24,7 @@ from raylift.errors import (
     TrainingError,
     UnknownJobError,
 )
-
-__version__ = "0.1.0"
+from raylift.version import __version__ as __version__
 
 __all__ = [
     "AuthError",

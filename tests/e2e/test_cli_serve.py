@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exports import digits_spec, gpt_spec, make_export
 from raylift.ports import free_port
+from raylift.testing.exports import digits_spec, gpt_spec, make_export
 
 ROOT = Path(__file__).resolve().parents[2]
 RAYLIFT = str(Path(sys.executable).parent / "raylift")

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from process_groups import kill_process_group_and_its_ray
 
 from raylift.models.exported import load_export
+from raylift.testing.process_groups import kill_process_group_and_its_ray
 
 ROOT = Path(__file__).resolve().parents[2]
 RAYLIFT = str(Path(sys.executable).parent / "raylift")

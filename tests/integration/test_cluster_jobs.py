@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from raylift import devcluster
 from raylift.models.exported import load_export
+from raylift.ops import devcluster
 from raylift.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

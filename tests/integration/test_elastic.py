@@ -12,21 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_fixtures import (  # noqa: F401 - elastic_cluster is a fixture
+
+from raylift.artifacts.checkpoints import checkpoint_steps
+from raylift.artifacts.runs import RunRecord
+from raylift.specs import spec_from_dict
+from raylift.testing.cluster import (
     BackgroundRun,
     EventLog,
-    elastic_cluster,
     node_hosting,
     ray_log_lines,
     train_worker_processes,
     wait_for_actor_process,
     worker_nodes,
 )
-
-from raylift.artifacts.checkpoints import checkpoint_steps
-from raylift.artifacts.runs import RunRecord
-from raylift.specs import spec_from_dict
-from raylift.training.trainer import run_training
+from raylift.training.driver import run_training
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -107,7 +106,7 @@ def assert_checkpoints_pruned(run_dir: str, keep: int) -> None:
 
 
 def test_node_loss_shrinks_and_node_return_grows_back(
-    elastic_cluster: Any,  # noqa: F811
+    elastic_cluster: Any,
     tmp_path: Path,
 ) -> None:
     """7a + 7b: lose a worker node -> 1 worker; it returns -> 2 workers; same total steps.
@@ -162,7 +161,7 @@ def test_node_loss_shrinks_and_node_return_grows_back(
 
 
 def test_sigterm_checkpoints_first_and_sigkill_resumes_from_latest(
-    elastic_cluster: Any,  # noqa: F811
+    elastic_cluster: Any,
     tmp_path: Path,
 ) -> None:
     """7f: SIGTERM to a worker -> checkpoint, then exit; 7c: SIGKILL -> latest checkpoint."""
@@ -205,7 +204,7 @@ def test_sigterm_checkpoints_first_and_sigkill_resumes_from_latest(
 
 
 def test_preemption_notice_checkpoints_before_the_node_goes(
-    elastic_cluster: Any,  # noqa: F811
+    elastic_cluster: Any,
     tmp_path: Path,
 ) -> None:
     """A node drain (reason: preemption) -> checkpoint at once; the loss then costs ~0 steps."""

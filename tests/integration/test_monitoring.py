@@ -20,11 +20,16 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_queries import load_dashboards, panel_queries, series_count, variable_queries
 
 from raylift.models.exported import load_export
 from raylift.ports import free_port
 from raylift.specs.serve import ServeSpec
+from raylift.testing.dashboard_queries import (
+    load_dashboards,
+    panel_queries,
+    series_count,
+    variable_queries,
+)
 from raylift.tuning.sweep import load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -265,7 +270,7 @@ def test_every_panel_of_every_dashboard_has_data(live: Live) -> None:
 
 
 def test_every_dashboard_variable_lists_what_ran(live: Live) -> None:
-    from dashboard_queries import label_values
+    from raylift.testing.dashboard_queries import label_values
 
     runs = {t["run"] for t in live.record["trials"]}
     listed: dict[str, list[str]] = {}

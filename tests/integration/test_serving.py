@@ -22,14 +22,14 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from metrics_scrape import scrape_metric
 
-from exports import digits_spec, gpt_spec, make_export
 from raylift.models.exported import load_export
 from raylift.ports import free_port
 from raylift.serving.generate import complete, sampling_from
 from raylift.serving.haproxy import private_folder, use_for_embedded_ray
 from raylift.specs.serve import ServeSpec
+from raylift.testing.exports import digits_spec, gpt_spec, make_export
+from raylift.testing.metrics_scrape import scrape_metric
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 import torch
-from metrics_scrape import scrape_metric
 
 from raylift.artifacts.checkpoints import step_of as resume_step
 from raylift.artifacts.runs import RunRecord
 from raylift.errors import TrainingError
 from raylift.models.exported import load_export
 from raylift.specs import spec_from_dict
+from raylift.testing.metrics_scrape import scrape_metric
+from raylift.training.driver import run_training
 from raylift.training.loop import FAULT_ENV
-from raylift.training.trainer import run_training
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
 
@@ -362,11 +362,10 @@ def test_tabular_csv_with_fp16_and_accumulation(tmp_path: Path) -> None:
 def test_gpu_train_benchmark_runs_its_tiny_config_on_cpu(tmp_path: Path) -> None:
     """Issue 9.6: benchmarks/gpu_train.py's throughput phase, tiny, on CPU. (Its memory
     phase, DDP vs FSDP, ran for results/gpu_train.json; the halving it measures is
-    asserted above on the FSDP pretrain and in tests/unit/test_sharding.py.)"""
-    import sys
+    asserted above on the FSDP pretrain and in tests/unit/training/test_sharding.py.)"""
+    from raylift.testing.benchmarks import load_benchmark
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    import gpu_train
+    gpu_train = load_benchmark("gpu_train")
 
     payload = gpu_train.main(
         ["--config", "tiny", "--phases", "throughput", "--no-write", "--storage", str(tmp_path)]

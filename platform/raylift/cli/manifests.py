@@ -14,7 +14,6 @@ from typing import Any
 import click
 import yaml
 
-from raylift import __version__
 from raylift.cli.common import console, err_console, handle_errors
 from raylift.errors import UsageError
 from raylift.ops.manifests import (
@@ -26,6 +25,7 @@ from raylift.ops.manifests import (
     sweep_overrides,
     train_overrides,
 )
+from raylift.version import __version__
 
 DEFAULT_RULES = "cluster/prometheus/rules/raylift-alerts.yml"
 

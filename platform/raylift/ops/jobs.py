@@ -35,6 +35,7 @@ from raylift.errors import (
     UsageError,
 )
 from raylift.ops.auth import find_token, require_token, token_mode_on, use_token_mode
+from raylift.ray_compat.runtime_env import create_package, package_limit_bytes
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
@@ -300,24 +301,20 @@ def _inside(root: Path, file: str) -> str:
 
 
 def max_package_bytes() -> int:
-    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
-
     raw = os.environ.get(MAX_WORKING_DIR_ENV, str(DEFAULT_MAX_WORKING_DIR_MIB))
     try:
         ours = int(float(raw) * 1024 * 1024)
     except ValueError:
         raise UsageError(f"${MAX_WORKING_DIR_ENV}={raw!r} is not a number of MiB") from None
-    return min(ours, int(GCS_STORAGE_MAX_SIZE))
+    return min(ours, package_limit_bytes())
 
 
 def check_package_size(root: Path, excludes: list[str]) -> int:
     """Pack ``root`` the way Ray will (its excludes, .gitignore, .rayignore); its size."""
-    from ray._private.runtime_env.packaging import create_package
-
     include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
     with tempfile.TemporaryDirectory(prefix="raylift-pkg-") as tmp:
         target = Path(tmp) / "package.zip"
-        create_package(str(root), target, include_gitignore, excludes=excludes, logger=None)
+        create_package(root, target, include_gitignore=include_gitignore, excludes=excludes)
         size = target.stat().st_size
         limit = max_package_bytes()
         if size <= limit:

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from raylift.errors import ClusterError
+from raylift.ray_compat.session import session_dir
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO / "cluster" / "prometheus" / "rules"
@@ -70,10 +71,7 @@ def find_prometheus(binary: str | None = None) -> str:
 
 def discovery_file() -> Path | None:
     """Ray's service-discovery file for the connected cluster, if it is on this machine."""
-    import ray
-
-    node = ray._private.worker._global_node
-    session = node.get_session_dir_path() if node is not None else None
+    session = session_dir()
     path = Path(session) / DISCOVERY_FILE if session else None
     return path if path is not None and path.is_file() else None
 

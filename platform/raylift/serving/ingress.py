@@ -100,7 +100,7 @@ class Ingress:
     @app.get("/v2")
     async def server_metadata(self, request: Request) -> Response:
         async def answer() -> Any:
-            from raylift import __version__
+            from raylift.version import __version__
 
             return {
                 "name": "raylift",

@@ -15,6 +15,7 @@ from typing import Any
 
 from raylift.data.base import DatasetInfo
 from raylift.serving.protocol import TensorSpec
+from raylift.specs.resolve import Objective
 
 
 @dataclass(frozen=True)
@@ -68,5 +69,19 @@ def model_metadata(
             "trained_run": manifest.get("name"),
             "created": manifest.get("created"),
             "metrics": manifest.get("metrics", {}),
+            "objective": objective_of(manifest),
         },
     }
+
+
+def objective_of(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The objective the export was chosen by and its value (exports before it: the spec's)."""
+    raw = manifest.get("objective")
+    if raw is None:
+        train = (manifest.get("spec") or {}).get("train") or {}
+        if not train.get("metric"):
+            return None
+        raw = {"metric": train["metric"], "mode": train.get("mode")}
+    objective = Objective.of(raw["metric"], raw.get("mode"))
+    value = (manifest.get("metrics") or {}).get(objective.metric)
+    return {**objective.model_dump(), "value": value}

@@ -62,7 +62,7 @@ class ModelSpec(StrictModel):
 class DataSpec(StrictModel):
     name: str = Field(description="Registry data set name (digits, text, tabular).")
     params: dict[str, Any] = Field(
-        default_factory=dict, description="Parameters of the data set (see the README)."
+        default_factory=dict, description="Parameters of the data set (see docs/spec-reference.md)."
     )
     batch_size: int = Field(64, gt=0, description="Examples per worker per micro-batch.")
     val_fraction: float = Field(

@@ -56,8 +56,8 @@ class Resources(StrictModel):
 class Batching(StrictModel):
     """``@serve.batch``: requests that arrive together run as one batch."""
 
-    enabled: bool = True
-    max_batch_size: int = Field(32, ge=1, le=4096)
+    enabled: bool = Field(True, description="Batch concurrent requests (@serve.batch).")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="Rows per model call at most.")
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, le=10, description="How long the first request waits for company."
     )
@@ -74,7 +74,7 @@ class Limits(StrictModel):
 class ServedModel(StrictModel):
     name: str = Field(pattern=URL_SEGMENT, description="Model name in the URLs.")
     version: str = Field("1", pattern=URL_SEGMENT, description="Version in the URLs.")
-    model: ModelRef
+    model: ModelRef = Field(description="The export to serve.")
     quantize: Literal["none", "int8"] = Field(
         "none", description="int8: Linear layers quantized at load (see max_accuracy_drop_pts)."
     )
@@ -88,10 +88,16 @@ class ServedModel(StrictModel):
     replicas: int | Autoscaling = Field(
         1, description="A fixed number of replicas, or {min, max, target_ongoing_requests...}."
     )
-    resources: Resources = Field(default_factory=Resources)
-    batching: Batching = Field(default_factory=Batching)
+    resources: Resources = Field(
+        default_factory=Resources, description="CPUs and GPUs per replica."
+    )
+    batching: Batching = Field(
+        default_factory=Batching, description="Requests that arrive together run as one batch."
+    )
     max_ongoing_requests: int = Field(64, ge=1, description="Per replica, queued or running.")
-    limits: Limits = Field(default_factory=Limits)
+    limits: Limits = Field(
+        default_factory=Limits, description="Request size limits (larger: a 4xx error)."
+    )
 
     @field_validator("replicas", mode="before")
     @classmethod
@@ -127,11 +133,11 @@ class Auth(StrictModel):
 
 
 class ServeSpec(StrictModel):
-    kind: Literal["serve"] = "serve"
+    kind: Literal["serve"] = Field("serve", description="Spec kind; 'serve' for a deployment.")
     name: str = Field(pattern=RUN_NAME_PATTERN, description="Serve application name.")
-    description: str | None = None
+    description: str | None = Field(None, description="Free text for humans.")
     host: str = Field("127.0.0.1", description="Address the HTTP proxy binds.")
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the ingress.")
     route_prefix: str = Field("/", description="The application's URL prefix.")
     proxy: Literal["haproxy", "ray"] = Field(
         "haproxy",
@@ -144,7 +150,9 @@ class ServeSpec(StrictModel):
         description="Serve's per-request log lines in the replicas' log files "
         "(false saves CPU per request; the request metrics count every request either way).",
     )
-    auth: Auth = Field(default_factory=Auth)
+    auth: Auth = Field(
+        default_factory=Auth, description="API keys (from an environment variable or a file)."
+    )
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Where run names live.")
     models: list[ServedModel] = Field(min_length=1, description="One deployment per entry.")
 

@@ -22,8 +22,12 @@ DISTRIBUTIONS = (*NUMERIC, "choice", "grid")
 class Distribution(StrictModel):
     """Exactly one of the keys, e.g. ``{loguniform: [1e-4, 1e-2]}`` or ``{choice: [16, 32]}``."""
 
-    uniform: list[float] | None = Field(None, min_length=2, max_length=2)
-    loguniform: list[float] | None = Field(None, min_length=2, max_length=2)
+    uniform: list[float] | None = Field(
+        None, min_length=2, max_length=2, description="[low, high]: any value between"
+    )
+    loguniform: list[float] | None = Field(
+        None, min_length=2, max_length=2, description="[low, high], low > 0: uniform in log space"
+    )
     quniform: list[float] | None = Field(
         None, min_length=3, max_length=3, description="[low, high, q]"
     )
@@ -73,7 +77,9 @@ class Distribution(StrictModel):
 
 
 class SchedulerSpec(StrictModel):
-    type: Literal["fifo", "asha", "pbt", "median"] = "fifo"
+    type: Literal["fifo", "asha", "pbt", "median"] = Field(
+        "fifo", description="Trial scheduler: fifo (run all), asha, pbt or median stopping."
+    )
     time_attr: Literal["epoch", "step", "training_iteration"] = Field(
         "epoch", description="The clock of grace periods and intervals."
     )
@@ -99,7 +105,9 @@ class SchedulerSpec(StrictModel):
 
 
 class SearchSpec(StrictModel):
-    type: Literal["random", "grid", "optuna"] = "random"
+    type: Literal["random", "grid", "optuna"] = Field(
+        "random", description="How trials are sampled: random, grid, or optuna (TPE)."
+    )
     seed: int | None = Field(0, description="Seed of the sampler (random and optuna).")
 
 
@@ -109,27 +117,35 @@ class BudgetSpec(StrictModel):
 
 
 class SweepSpec(StrictModel):
-    kind: Literal["sweep"] = "sweep"
+    kind: Literal["sweep"] = Field("sweep", description="Spec kind; 'sweep' for a sweep.")
     name: str = Field(pattern=RUN_NAME_PATTERN, description="Sweep name: a folder under storage.")
-    description: str = ""
+    description: str = Field("", description="Free text for humans.")
     base: str = Field(description="The job spec every trial trains (relative to this file).")
     space: dict[str, Annotated[Distribution, Field()]] = Field(
         min_length=1, description="Dotted keys of the base spec -> a distribution."
     )
     metric: str | None = Field(None, description="Default: the base spec's train.metric.")
-    mode: Literal["min", "max"] | None = None
+    mode: Literal["min", "max"] | None = Field(
+        None,
+        description="max or min; default: the base spec's train.mode for its metric, else "
+        "what the metric implies (max for accuracies, min for losses).",
+    )
     num_samples: int = Field(
         8, ge=1, description="Trials (with grid keys: samples per grid combination)."
     )
     max_concurrent: int = Field(2, ge=1, description="Trials running at once.")
-    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
-    search: SearchSpec = Field(default_factory=SearchSpec)
+    scheduler: SchedulerSpec = Field(
+        default_factory=SchedulerSpec, description="Which trials to stop early or perturb."
+    )
+    search: SearchSpec = Field(default_factory=SearchSpec, description="How the space is sampled.")
     trial: dict[str, Any] = Field(
         default_factory=dict,
         description="Fixed dotted-key overrides for every trial, e.g. scaling.max_workers: 1.",
     )
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    storage: StorageSpec = Field(default_factory=StorageSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec, description="Limits on the whole sweep.")
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="Where the sweep folder goes."
+    )
 
     @field_validator("space", "trial", mode="before")
     @classmethod

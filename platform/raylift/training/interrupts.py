@@ -41,7 +41,6 @@ collective at the same steps).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -54,7 +53,9 @@ from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
 
-from ray.train.v2._internal.execution.callback import WorkerCallback
+from raylift.ray_compat import kv
+from raylift.ray_compat.train_callbacks import WorkerCallback
+from raylift.ray_compat.train_context import wait_for_reports_taken
 
 logger = logging.getLogger(__name__)
 
@@ -131,13 +132,7 @@ def exit_after_sigterm(step: int) -> None:
     First give the controller a moment to take the report (it polls every
     0.5 s), so Ray registers the checkpoint and the driver sees it.
     """
-    with contextlib.suppress(Exception):  # private Ray internals: best effort
-        from ray.train.v2._internal.execution.context import get_train_context
-
-        reports = get_train_context().execution_context.result_queue
-        deadline = time.monotonic() + 5.0
-        while reports.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
+    wait_for_reports_taken(5.0)
     release_sigterm()
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
@@ -254,21 +249,15 @@ def new_key(run: str) -> str:
 
 
 def request_stop(key: str) -> None:
-    from ray.experimental.internal_kv import _internal_kv_put
-
-    _internal_kv_put(key, b"1", overwrite=True, namespace=NAMESPACE)
+    kv.put(key, b"1", namespace=NAMESPACE)
 
 
 def stop_requested(key: str) -> bool:
-    from ray.experimental.internal_kv import _internal_kv_exists
-
-    return bool(_internal_kv_exists(key, namespace=NAMESPACE))
+    return kv.exists(key, namespace=NAMESPACE)
 
 
 def clear_stop(key: str) -> None:
-    from ray.experimental.internal_kv import _internal_kv_del
-
-    _internal_kv_del(key, namespace=NAMESPACE)
+    kv.delete(key, namespace=NAMESPACE)
 
 
 class StopOnSigterm:

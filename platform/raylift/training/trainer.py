@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Iterator
 from typing import Any
 
+from raylift.ray_compat.trainer import trainer_without_datasets_callback
 from raylift.specs.resolve import ResolvedJob
 
 # A (re)start waits this long for its placement group before Train tries again,
@@ -48,7 +48,7 @@ def build_trainer(
         stop_key=stop_key,
         reset_hparams=reset_hparams,
     )
-    return _trainer_class()(
+    return trainer_without_datasets_callback()(
         train_loop_per_worker,
         train_loop_config={"worker": worker},
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
@@ -76,28 +76,6 @@ def build_trainer(
             callbacks=[ElasticRecovery(), SigtermCheckpoint(), *(callbacks or [])],
         ),
     )
-
-
-@functools.cache
-def _trainer_class() -> type:
-    """``TorchTrainer`` less the Ray Data plumbing that raylift never uses.
-
-    Train V2 starts a ``DatasetManager`` actor (a new process importing Ray Data)
-    at every worker-group start, datasets or not; on a restart it competes for CPU
-    with the new workers. raylift hands data to the workers through the object
-    store, so a trainer given no ``datasets`` drops that callback.
-    """
-    from ray.train.torch import TorchTrainer
-    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
-
-    class Trainer(TorchTrainer):
-        def _create_default_callbacks(self) -> list[Any]:
-            callbacks = super()._create_default_callbacks()
-            if self.datasets:
-                return callbacks
-            return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
-
-    return Trainer
 
 
 @contextlib.contextmanager

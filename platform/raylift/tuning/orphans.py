@@ -10,9 +10,9 @@ never registered) and it depends on the State API. A leaked group holds CPUs or
 GPUs, so later trials wait out their start timeout forever.
 
 ``ReapOrphanedPlacementGroups`` (a Tune callback in the sweep driver) asks the
-GCS every ``INTERVAL_S`` for this job's placement groups whose creator actor is
-dead, and removes them. Groups created by a driver (Tune's own trial groups),
-detached groups and other jobs' groups are never touched.
+GCS (``raylift.ray_compat.gcs``) every ``INTERVAL_S`` for this job's placement
+groups whose creator actor is dead, and removes them. Groups created by a driver
+(Tune's own trial groups), detached groups and other jobs' groups are never touched.
 """
 
 from __future__ import annotations
@@ -20,9 +20,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ray.tune import Callback
+
+from raylift.ray_compat import gcs
+from raylift.ray_compat.gcs import PlacementGroupRow
 
 INTERVAL_S = 2.0
 log = logging.getLogger(__name__)
@@ -30,36 +34,30 @@ log = logging.getLogger(__name__)
 
 def orphaned_placement_groups(job_id_hex: str) -> list[str]:
     """Hex ids of job ``job_id_hex``'s live placement groups whose creating actor is dead."""
-    from ray import ActorID
-    from ray._private.state import state
-    from ray.core.generated import gcs_pb2
+    return orphans_of(job_id_hex, gcs.placement_groups(), _actor_is_dead)
 
-    table = gcs_pb2.PlacementGroupTableData
-    live = (table.PENDING, table.PREPARED, table.CREATED, table.RESCHEDULING)
-    orphans = []
-    for raw in state._connect_and_get_accessor().get_placement_group_table():
-        group = table.FromString(raw)
-        creator = ActorID(group.creator_actor_id)
-        if (
-            group.creator_job_id.hex() == job_id_hex
-            and not creator.is_nil()  # nil: made by a driver
-            and not group.is_detached
-            and group.state in live
-            and (group.creator_actor_dead or _actor_is_dead(creator.hex()))
-        ):
-            orphans.append(group.placement_group_id.hex())
-    return orphans
+
+def orphans_of(
+    job_id_hex: str, groups: Iterable[PlacementGroupRow], actor_is_dead: Callable[[str], bool]
+) -> list[str]:
+    """Of ``groups``, the hex ids of job ``job_id_hex``'s live, non-detached ones made by an
+    actor that is dead. Groups a driver made (Tune's own trial groups) are never orphans."""
+    return [
+        group.id_hex
+        for group in groups
+        if group.job_hex == job_id_hex
+        and group.creator_actor_hex is not None
+        and not group.detached
+        and group.live
+        and (group.creator_dead or actor_is_dead(group.creator_actor_hex))
+    ]
 
 
 def _actor_is_dead(actor_hex: str) -> bool:
-    """Whether the GCS has the actor as DEAD. Needed besides ``creator_actor_dead``:
-    a group whose creation reached the GCS after its creator died (a Train
-    controller retrying its worker group as the trial is stopped) never gets that
-    flag."""
-    from ray._private.state import state
-
-    info = state.actor_table(actor_hex)
-    return bool(info) and info.get("State") == "DEAD"
+    """Whether the GCS has the actor as DEAD. Needed besides ``creator_dead``: a group
+    whose creation reached the GCS after its creator died (a Train controller retrying
+    its worker group as the trial is stopped) never gets that flag."""
+    return gcs.actor_state(actor_hex) == "DEAD"
 
 
 def remove_orphaned_placement_groups() -> list[str]:

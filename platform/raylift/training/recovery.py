@@ -5,8 +5,8 @@ AutoscalingCoordinator reserved for the run. The coordinator refreshes its view
 of the cluster every 20 s and the policy caches the answer for 1 s, so right
 after a node is lost the restart is sized for the old cluster: its placement
 group cannot be placed and Train waits out ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S``
-(60 s by default) before trying again smaller. We measured 72-76 s from a node
-loss to training on the survivors; growing back waited for the next 20 s tick.
+(60 s by default) before trying again smaller; growing back waited for the
+next 20 s tick.
 
 ``ElasticRecovery`` is a controller callback that, in the controller's process
 only, patches the policy (``raylift.ray_compat.elastic``): it asks the
@@ -19,8 +19,8 @@ died without warning stays alive in the GCS until it misses
 deaths failed the group). A running group is not shrunk because a node is
 draining: that restart would come before Train's preemption notice has let the
 workers checkpoint, and lose the steps since the last periodic one. Together
-with a short start timeout (``raylift.training.trainer``) a node loss is back to
-training in 10-20 s on this 2-core machine (benchmarks/recovery.py).
+with a short start timeout (``raylift.training.trainer.ELASTIC_START_TIMEOUT_S``)
+a node loss is back to training in seconds (measured: benchmarks/results/recovery.json).
 
 Growing is a restart too, from the latest checkpoint. When Ray's policy decides
 to resize a running group (grow, or shrink should it ever decide one), the

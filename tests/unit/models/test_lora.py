@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -26,10 +25,11 @@ from raylift.models.lora import (
 from raylift.specs import spec_from_dict
 from raylift.specs.job import TrainSpec
 from raylift.specs.resolve import resolve
+from raylift.testing.specs import LORA as BASE_LORA
+from raylift.testing.specs import TINY_GPT, lora_job
 from raylift.training.setup import make_optimizer, plan_finetune
 
-GPT_PARAMS = {"num_layers": 2, "num_heads": 2, "embed_dim": 32}
-LORA = {"rank": 4, "alpha": 8.0, "dropout": 0.0, "targets": list(DEFAULT_TARGETS)}
+LORA = {**BASE_LORA, "targets": list(DEFAULT_TARGETS)}
 ADAMW = TrainSpec(optimizer="adamw", lr=1e-2, weight_decay=0.01)
 ADAPTED = [
     f"blocks.{i}.{m}" for i in range(2) for m in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
@@ -44,7 +44,7 @@ def data() -> PreparedData:
 
 def gpt(data: PreparedData) -> nn.Module:
     torch.manual_seed(0)
-    return build_model("gpt", None, GPT_PARAMS, data.info)
+    return build_model("gpt", None, TINY_GPT, data.info)
 
 
 def train_steps(model: nn.Module, data: PreparedData, steps: int = 3) -> torch.optim.Optimizer:
@@ -165,7 +165,7 @@ def test_prepare_for_finetune_and_the_driver_check(data: PreparedData) -> None:
     model = gpt(data)
     assert prepare_for_finetune(model, None) is model
     assert count_parameters(model).trainable == count_parameters(model).total
-    plain = {k: v for k, v in lora_spec().items() if k != "finetune"}
+    plain = {k: v for k, v in lora_job().items() if k != "finetune"}
     assert plan_finetune(resolve(spec_from_dict(plain)), data.info) is None
     finetune = {"freeze": [], "lora": LORA}
     prepare_for_finetune(model, finetune)
@@ -176,19 +176,6 @@ def test_prepare_for_finetune_and_the_driver_check(data: PreparedData) -> None:
         plan_finetune(resolve(spec_from_dict({**plain, "finetune": nope})), data.info)
 
 
-def lora_spec() -> dict[str, Any]:
-    spec = spec_from_dict(
-        {
-            "name": "lora-test",
-            "model": {"name": "gpt", "params": GPT_PARAMS},
-            "data": {"name": "text", "params": {"corpus": "licenses", "context_length": 32}},
-            "train": {"max_steps": 3, "epochs": None},
-            "finetune": {"lora": {"rank": LORA["rank"], "alpha": LORA["alpha"]}},
-        }
-    )
-    return spec.model_dump(mode="json")
-
-
 def test_export_from_a_lora_checkpoint_is_the_plain_model(
     data: PreparedData, tmp_path: Path
 ) -> None:
@@ -197,7 +184,7 @@ def test_export_from_a_lora_checkpoint_is_the_plain_model(
     from raylift.models.exported import load_export
     from raylift.training.exporting import export_from_checkpoint
 
-    job = resolve(spec_from_dict(lora_spec()))
+    job = resolve(spec_from_dict(lora_job()))
     spec = job.as_json()
     adapted = prepare_for_finetune(gpt(data), spec["finetune"])
     train_steps(adapted, data)

@@ -6,24 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from raylift.errors import SpecError
-from raylift.specs import JobSpec, check_runnable, dump_spec, load_spec
+from raylift.specs import JobSpec, dump_spec, load_spec
+from raylift.testing.specs import MINIMAL_JOB as MINIMAL
+from raylift.testing.specs import error_of, write
 
 JOBS = sorted((Path(__file__).resolve().parents[3] / "jobs").glob("*.yaml"))
 DIGITS = Path(__file__).resolve().parents[3] / "jobs" / "digits-mlp.yaml"
-
-
-def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-MINIMAL = """\
-name: t
-model: {name: mlp}
-data: {name: digits}
-"""
 
 
 @pytest.mark.parametrize("path", JOBS, ids=[p.name for p in JOBS])
@@ -61,14 +49,6 @@ def test_dump_spec_round_trips(tmp_path: Path) -> None:
     spec = load_spec(DIGITS)
     again = load_spec(write(tmp_path, dump_spec(spec)))
     assert again == spec
-
-
-def error_of(tmp_path: Path, text: str, overrides: list[str] | None = None) -> SpecError:
-    path = write(tmp_path, text)
-    with pytest.raises(SpecError) as info:
-        spec = load_spec(path, overrides)
-        check_runnable(spec, file=str(path))
-    return info.value
 
 
 def test_unknown_model_param_did_you_mean(tmp_path: Path) -> None:

@@ -7,28 +7,9 @@ from pathlib import Path
 import pytest
 
 from raylift.errors import SpecError
-from raylift.specs import check_runnable, load_spec
-
-
-def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-MINIMAL = """\
-name: t
-model: {name: mlp}
-data: {name: digits}
-"""
-
-
-def error_of(tmp_path: Path, text: str, overrides: list[str] | None = None) -> SpecError:
-    path = write(tmp_path, text)
-    with pytest.raises(SpecError) as info:
-        spec = load_spec(path, overrides)
-        check_runnable(spec, file=str(path))
-    return info.value
+from raylift.specs import load_spec
+from raylift.testing.specs import MINIMAL_JOB as MINIMAL
+from raylift.testing.specs import error_of
 
 
 def test_missing_file(tmp_path: Path) -> None:

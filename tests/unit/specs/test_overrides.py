@@ -9,19 +9,8 @@ import pytest
 from raylift.errors import SpecError
 from raylift.specs import load_spec
 from raylift.specs.overrides import parse_override
-
-
-def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-MINIMAL = """\
-name: t
-model: {name: mlp}
-data: {name: digits}
-"""
+from raylift.testing.specs import MINIMAL_JOB as MINIMAL
+from raylift.testing.specs import write
 
 
 def test_set_overrides_are_typed_and_validated(tmp_path: Path) -> None:

@@ -5,27 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from raylift.errors import SpecError
+from raylift.testing.specs import write_sweep
 from raylift.tuning.sweep import load_sweep
-
-ROOT = Path(__file__).resolve().parents[3]
-BASE = str(ROOT / "jobs" / "digits-mlp.yaml")
-
-
-def write_sweep(tmp_path: Path, **changes: object) -> str:
-    data: dict[str, object] = {
-        "kind": "sweep",
-        "name": "s",
-        "base": BASE,
-        "space": {"train.lr": {"loguniform": [0.001, 0.01]}},
-        "trial": {"scaling.min_workers": 1, "scaling.max_workers": 1},
-    }
-    data.update(changes)
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
 
 
 def test_schedulers_and_searchers_refuse_what_they_cannot_do(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -11,29 +10,17 @@ from raylift.errors import SpecError, StorageError
 from raylift.models.lora import DEFAULT_TARGETS
 from raylift.specs import spec_from_dict
 from raylift.specs.resolve import resolve
+from raylift.testing.specs import LORA as BASE_LORA
+from raylift.testing.specs import lora_job
 
-GPT_PARAMS = {"num_layers": 2, "num_heads": 2, "embed_dim": 32}
-LORA = {"rank": 4, "alpha": 8.0, "dropout": 0.0, "targets": list(DEFAULT_TARGETS)}
-
-
-def lora_spec() -> dict[str, Any]:
-    spec = spec_from_dict(
-        {
-            "name": "lora-test",
-            "model": {"name": "gpt", "params": GPT_PARAMS},
-            "data": {"name": "text", "params": {"corpus": "licenses", "context_length": 32}},
-            "train": {"max_steps": 3, "epochs": None},
-            "finetune": {"lora": {"rank": LORA["rank"], "alpha": LORA["alpha"]}},
-        }
-    )
-    return spec.model_dump(mode="json")
+LORA = {**BASE_LORA, "targets": list(DEFAULT_TARGETS)}
 
 
 def test_resume_with_another_finetune_section_is_refused(tmp_path: Path) -> None:
     from raylift.artifacts.runs import RunRecord
     from raylift.training.driver import prepare_run_dir
 
-    job = resolve(spec_from_dict({**lora_spec(), "storage": {"path": str(tmp_path)}}))
+    job = resolve(spec_from_dict({**lora_job(), "storage": {"path": str(tmp_path)}}))
     RunRecord(name=job.name, status="stopped", started="t", spec=job.as_json()).save(job.run_dir)
     assert prepare_run_dir(job, resume=True, overwrite=False) is not None
     changed = resolve(spec_from_dict({**job.as_json(), "finetune": {"lora": {**LORA, "rank": 2}}}))
@@ -50,7 +37,7 @@ def test_an_existing_run_needs_resume_or_overwrite(tmp_path: Path) -> None:
     from raylift.artifacts.runs import RunRecord
     from raylift.training.driver import prepare_run_dir
 
-    job = resolve(spec_from_dict({**lora_spec(), "storage": {"path": str(tmp_path)}}))
+    job = resolve(spec_from_dict({**lora_job(), "storage": {"path": str(tmp_path)}}))
     with pytest.raises(StorageError, match="nothing to resume"):
         prepare_run_dir(job, resume=True, overwrite=False)
     RunRecord(name=job.name, status="failed", started="t", spec=job.as_json()).save(job.run_dir)

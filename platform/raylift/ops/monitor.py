@@ -27,7 +27,7 @@ import yaml
 from raylift.errors import ClusterError
 from raylift.ray_compat.session import session_dir
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # platform/raylift/ops/ -> the checkout
 RULES_DIR = REPO / "cluster" / "prometheus" / "rules"
 DASHBOARDS_DIR = REPO / "dashboards"
 DISCOVERY_FILE = "prom_metrics_service_discovery.json"

@@ -13,6 +13,7 @@ from raylift.cli.monitor import monitor
 from raylift.cli.report import report
 from raylift.cli.runs import runs
 from raylift.cli.serve import serve
+from raylift.cli.tokenizer import tokenizer
 from raylift.cli.train import train, validate
 from raylift.cli.tune import tune
 from raylift.ops.auth import use_token_mode
@@ -43,6 +44,7 @@ cli.add_command(tune)
 cli.add_command(report)
 cli.add_command(serve)
 cli.add_command(monitor)
+cli.add_command(tokenizer)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ LONGEST_FIRST = [  # seconds each took beside another file, 2026-11-29
     "e2e/test_cli_tune.py",  # 248
     "e2e/test_cli_train.py",  # 166
     "integration/test_serving.py",  # 158
+    "integration/test_training_hf.py",  # 139 (2026-12-04)
     "e2e/test_cli_serve.py",  # 68
 ]
 

@@ -37,7 +37,7 @@ def default_storage_path() -> str:
 
 class ModelSpec(StrictModel):
     name: str | None = Field(
-        None, description="Registry model name (mlp, cnn, gpt). Exclusive with import_path."
+        None, description="Registry model name (mlp, cnn, gpt, hf). Exclusive with import_path."
     )
     import_path: str | None = Field(
         None,
@@ -113,7 +113,7 @@ class TrainSpec(StrictModel):
     )
     activation_checkpointing: bool = Field(
         False,
-        description="Recompute each transformer block's activations in backward (gpt): "
+        description="Recompute each transformer block's activations in backward (gpt, hf): "
         "less memory for about a third more compute.",
     )
     compile: bool = Field(
@@ -319,10 +319,10 @@ class JobSpec(StrictModel):
         if self.model is None and self.init_from is None:
             raise ValueError("set model (name + params) or init_from (a pretrained export)")
         named = self.model.name if self.model is not None else None
-        if self.train.activation_checkpointing and named not in (None, "gpt"):
+        if self.train.activation_checkpointing and named not in (None, "gpt", "hf"):
             raise ValueError(
                 f"train.activation_checkpointing: model {named!r} has no transformer blocks "
-                "to checkpoint (it is for the gpt); set it to false"
+                "to checkpoint (it is for the gpt and hf models); set it to false"
             )
         fixed = self.train.global_batch_size or self.train.global_batch_tokens
         if fixed and self.scaling.batch_policy == "keep_per_worker":

@@ -91,12 +91,13 @@ def run_training(
     from raylift.artifacts.checkpoints import step_of
     from raylift.training.interrupts import StopOnSigterm, new_key
     from raylift.training.progress import ProgressCallback
-    from raylift.training.setup import load_data, plan_finetune
+    from raylift.training.setup import check_model, load_data, plan_finetune
     from raylift.training.trainer import build_trainer, start_timeout
 
     job = resolve(spec)
     data = load_data(job)  # bad data or metric fails here, before the run folder is touched
     job = job.for_task(data.info.task)
+    check_model(job, data.info)  # a model that does not fit the data: here, not in the workers
     objective = job.objective
     finetune = plan_finetune(job, data.info)  # and a finetune glob that matches nothing
     previous = prepare_run_dir(job, resume=resume, overwrite=overwrite)

@@ -95,6 +95,28 @@ def finetune_section(job: ResolvedJob) -> dict[str, Any] | None:
     return job.finetune.model_dump(mode="json") if job.finetune is not None else None
 
 
+def check_model(job: ResolvedJob, info: DatasetInfo) -> None:
+    """On the driver, before any worker starts: the model can be built for this data.
+
+    HF models check their config alone (no weights are read); the others are
+    built on the meta device (no memory). A raylift error (a SpecError naming
+    the key) stops the run here; anything else is left to the workers to report.
+    """
+    model = job.model
+    if model.name == "hf":
+        from raylift.models.hf import HFParams, check_hf
+
+        check_hf(HFParams.model_validate(model.params), info)
+        return
+    try:
+        with torch.device("meta"):
+            build_model(model.name, model.import_path, model.params, info)
+    except RayliftError:
+        raise
+    except Exception:
+        return
+
+
 def plan_finetune(job: ResolvedJob, info: DatasetInfo) -> ParamCounts | None:
     """Check the job's ``finetune`` section on the driver, before any worker starts.
 

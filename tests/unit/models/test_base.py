@@ -15,14 +15,14 @@ TEXT = DatasetInfo(task="language_modeling", input_shape=(16,), vocab_size=256, 
 
 
 def test_registered_names_and_descriptions() -> None:
-    assert MODELS.names() == ["cnn", "gpt", "mlp"]
+    assert MODELS.names() == ["cnn", "gpt", "hf", "mlp"]
     for name in MODELS.names():
         for field_name, field in MODELS.get(name).params_model.model_fields.items():
             assert field.description, f"{name}.{field_name} has no description"
 
 
 def test_unknown_model_name_suggests() -> None:
-    with pytest.raises(RegistryError, match=r'did you mean "gpt"\?\); known: cnn, gpt, mlp'):
+    with pytest.raises(RegistryError, match=r'did you mean "gpt"\?\); known: cnn, gpt, hf, mlp'):
         build_model("gtp", None, {}, TEXT)
 
 

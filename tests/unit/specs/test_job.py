@@ -60,7 +60,7 @@ def test_unknown_model_param_did_you_mean(tmp_path: Path) -> None:
 def test_unknown_model_lists_known(tmp_path: Path) -> None:
     err = error_of(tmp_path, MINIMAL, ["model.name=resnet"])
     assert err.key == "model.name"
-    assert "unknown model 'resnet'" in str(err) and "cnn, gpt, mlp" in str(err)
+    assert "unknown model 'resnet'" in str(err) and "cnn, gpt, hf, mlp" in str(err)
 
 
 def test_unknown_dataset_lists_known(tmp_path: Path) -> None:

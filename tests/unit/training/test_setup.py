@@ -35,3 +35,43 @@ def test_train_compile_matches_eager_forward_and_backward() -> None:
     assert torch.allclose(compiled(tokens), eager, atol=1e-5)
     for got, want in zip(grads, (p.grad for p in model.parameters()), strict=True):
         assert torch.allclose(got, want, atol=1e-5)
+
+
+def _resolved(model: dict, data: dict):  # type: ignore[no-untyped-def,type-arg]
+    from raylift.specs import spec_from_dict
+    from raylift.specs.resolve import resolve
+
+    return resolve(spec_from_dict({"name": "check", "model": model, "data": data}))
+
+
+def test_the_driver_checks_the_model_against_the_data_before_any_worker() -> None:
+    """A model that cannot take the data is a SpecError on the driver (exit 2, nothing started)."""
+    import pytest
+
+    from raylift.data.base import load_dataset
+    from raylift.errors import SpecError
+    from raylift.training.setup import check_model
+
+    text_spec = {"name": "text", "params": {"corpus": "licenses", "context_length": 32}}
+    text = load_dataset("text", text_spec["params"], val_fraction=0.1, seed=0).info
+    llama = {
+        "model_type": "llama",
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 64,
+    }
+    fits = _resolved({"name": "hf", "params": {"config": {**llama, "vocab_size": 256}}}, text_spec)
+    check_model(fits, text)
+    small = _resolved({"name": "hf", "params": {"config": {**llama, "vocab_size": 100}}}, text_spec)
+    with pytest.raises(SpecError, match="vocab_size 100") as info:
+        check_model(small, text)
+    assert info.value.key == "model.params.config.vocab_size"
+    short = {**llama, "vocab_size": 256, "max_position_embeddings": 16}
+    with pytest.raises(SpecError, match="max_position_embeddings 16"):
+        check_model(_resolved({"name": "hf", "params": {"config": short}}, text_spec), text)
+    digits = load_dataset("digits", {}, val_fraction=0.2, seed=0).info
+    check_model(_resolved({"name": "mlp"}, {"name": "digits"}), digits)  # built on meta
+    with pytest.raises(SpecError):
+        check_model(_resolved({"name": "gpt"}, {"name": "digits"}), digits)

@@ -66,12 +66,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # workers hold) and put it in the object store; every worker gets it from there.
     data = ray.get(worker.data_ref)
     setup = build_worker(worker.job, data, rank=rank, world_size=world)
-    checkpoints = CheckpointManager(worker.job, rank)
+    checkpointer = CheckpointManager(worker.job, rank)
     state = LoopState()
     built = time.time()
     registered = ray.train.get_checkpoint()
     registered_name = os.path.basename(registered.path.rstrip("/")) if registered else None
-    resumed = checkpoints.restore(setup, registered_name)
+    resumed = checkpointer.restore(setup, registered_name)
     if resumed is not None:
         state.step = state.resumed_from_step = resumed.step
         state.samples_seen = resumed.samples_seen
@@ -88,7 +88,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     _run(
         setup,
         state,
-        checkpoints,
+        checkpointer,
         rank,
         world,
         resumed=resumed is not None,
@@ -110,7 +110,7 @@ def _process_start_time() -> float:
 def _run(
     setup: WorkerSetup,
     state: LoopState,
-    checkpoints: CheckpointManager,
+    checkpointer: CheckpointManager,
     rank: int,
     world: int,
     *,
@@ -126,7 +126,7 @@ def _run(
     window_loss, window_loss_n = 0.0, 0
     total = plan.total_steps
     attempt_start, excluded_s = time.perf_counter(), 0.0
-    preemption = InterruptCheck(
+    interrupts = InterruptCheck(
         rank, setup.plan.world_size, start_step=state.step, stop_key=stop_key
     )
     first_step = True  # report the first step of a resumed attempt at once
@@ -143,8 +143,8 @@ def _run(
         window_loss += loss
         window_loss_n += 1
         epoch_done = plan.epoch_at(state.samples_seen) > plan.epoch_at(before)
-        periodic = checkpoints.due(state.step, total, plan, epoch_done, state.samples_seen)
-        early = preemption.due(state.step)  # "sigterm" / "preemption": checkpoint now
+        periodic = checkpointer.due(state.step, total, plan, epoch_done, state.samples_seen)
+        early = interrupts.due(state.step)  # stop, sigterm, resize or preemption: checkpoint now
         checkpoint_now = periodic or early is not None
         report_now = state.step % train.log_every_steps == 0 or (first_step and resumed)
         first_step = False
@@ -164,7 +164,7 @@ def _run(
                     metrics.update(setup.baselines)
                 if early is not None:  # unscheduled: skip validation, be quick
                     metrics["checkpoint_reason"] = early
-                checkpoints.save(
+                checkpointer.save(
                     setup,
                     metrics,
                     step=state.step,

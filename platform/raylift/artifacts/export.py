@@ -8,6 +8,10 @@
 - ``raylift-model.json``: format version, model spec (registry name or import
   path + params), data spec and dataset info, preprocessing, final metrics,
   the run's spec, versions, and every file's size and sha256 (it seals the folder).
+- for a Hugging Face model (``model.name: hf``) also a standard HF model
+  directory's files (``config.json``, ``model.safetensors``,
+  ``generation_config.json``): ``AutoModelForCausalLM.from_pretrained(export)``
+  loads it outside raylift (``hf_files`` in the manifest lists them).
 
 This module is the one place that knows those files. Rebuilding the model from
 them is ``raylift.models.exported.load_export``; writing one from a training
@@ -19,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,16 +44,21 @@ def write_export(
     weights: dict[str, torch.Tensor],
     sample: dict[str, Any],
     metadata: dict[str, Any],
+    write_more: Callable[[str], list[str]] | None = None,
 ) -> str:
     """Write an export to ``out_dir`` (a local path or a URI), sealed; returns it.
 
-    ``metadata`` goes into the manifest beside the format, creation time and versions.
+    ``metadata`` goes into the manifest beside the format, creation time and versions;
+    ``write_more(folder)`` may add files (an HF model's own), sealed with the rest:
+    it returns their names, recorded as ``hf_files``.
     """
     import ray
 
     with tempfile.TemporaryDirectory(prefix="raylift-export-") as tmp:
         torch.save(weights, os.path.join(tmp, WEIGHTS_FILE))
         torch.save(sample, os.path.join(tmp, SAMPLE_FILE))
+        if write_more is not None:
+            metadata = {**metadata, "hf_files": sorted(write_more(tmp))}
         manifest = {
             "format": EXPORT_FORMAT,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

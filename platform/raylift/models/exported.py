@@ -56,7 +56,11 @@ def load_export(path: str, device: str = "cpu") -> ExportedModel:
     manifest = files.read_manifest(path)
     info = DatasetInfo.from_json(manifest["info"])
     spec = manifest["model"]
-    model = build_model(spec.get("name"), spec.get("import_path"), spec.get("params", {}), info)
+    params = spec.get("params", {})
+    if spec.get("name") == "hf" and manifest.get("hf_files"):
+        # The export is an HF model directory itself: no need for the run's source.
+        params = {**params, "path": path, "config": None, "config_path": None}
+    model = build_model(spec.get("name"), spec.get("import_path"), params, info)
     model.load_state_dict(files.read_weights(path, device))
     model.to(device).eval()
     return ExportedModel(path=path, manifest=manifest, model=model, info=info)

@@ -328,3 +328,16 @@ def build_hf(params: HFParams, info: DatasetInfo) -> CausalLM:
 @MODELS.register("hf", HFParams, "a Hugging Face transformers causal language model")
 def hf(params: HFParams, info: DatasetInfo) -> nn.Module:
     return build_hf(params, info)
+
+
+def save_pretrained(model: nn.Module, directory: str) -> list[str]:
+    """Write ``model`` (a :class:`CausalLM`) as a standard HF model directory; the files.
+
+    ``config.json``, ``model.safetensors`` (tied weights stored once) and
+    ``generation_config.json``: what ``AutoModelForCausalLM.from_pretrained`` reads.
+    """
+    if not isinstance(model, CausalLM):
+        raise TypeError(f"not an hf model: {type(model).__name__}")
+    before = set(os.listdir(directory))
+    model.hf.save_pretrained(directory, safe_serialization=True)
+    return sorted(set(os.listdir(directory)) - before)

@@ -28,11 +28,21 @@ def write_model_export(
     metrics: dict[str, Any],
     source_checkpoint: str | None = None,
 ) -> str:
-    """Write the export of a model trained by ``job`` on ``data``; returns ``out_dir``."""
+    """Write the export of a model trained by ``job`` on ``data``; returns ``out_dir``.
+
+    An HF model's export is also a standard HF model directory (``hf_directory``).
+    """
     spec = job.as_json()
+    write_more = None
+    if job.model.name == "hf":
+
+        def write_more(folder: str) -> list[str]:
+            return hf_directory(job, data, weights, folder)
+
     return write_export(
         out_dir,
         weights=weights,
+        write_more=write_more,
         sample={"inputs": data.sample_raw_inputs, "targets": data.sample_targets},
         metadata={
             "name": job.name,
@@ -47,6 +57,18 @@ def write_model_export(
             "source_checkpoint": source_checkpoint,
         },
     )
+
+
+def hf_directory(
+    job: ResolvedJob, data: PreparedData, weights: dict[str, torch.Tensor], folder: str
+) -> list[str]:
+    """The trained HF model's own files in ``folder`` (config.json, model.safetensors...)."""
+    from raylift.models.base import build_model
+    from raylift.models.hf import save_pretrained
+
+    model = build_model(job.model.name, job.model.import_path, job.model.params, data.info)
+    model.load_state_dict(weights)
+    return save_pretrained(model, folder)
 
 
 def plain_weights(weights: dict[str, torch.Tensor], job: ResolvedJob) -> dict[str, torch.Tensor]:

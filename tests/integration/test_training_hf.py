@@ -14,20 +14,12 @@ import torch.nn.functional as F
 
 from raylift.models.exported import load_export
 from raylift.specs import spec_from_dict
+from raylift.testing.specs import TINY_LLAMA
 from raylift.training.driver import run_training
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
 
-LLAMA = {
-    "model_type": "llama",
-    "vocab_size": 256,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 64,
-}
+LLAMA = dict(TINY_LLAMA)
 UNIFORM = math.log(256)
 
 

@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from raylift.data.base import DatasetInfo
@@ -52,3 +53,41 @@ def build_model(
     assert name is not None
     entry = MODELS.get(name)
     return entry.factory(entry.params_model.model_validate(params), info)
+
+
+@torch.no_grad()
+def generate_tokens(
+    model: nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    context_length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); returns (B, T+new).
+
+    ``model(ids)`` gives (B, T, V) logits; only the last ``context_length`` tokens
+    condition each step (no KV cache). ``temperature`` 0 picks the most likely
+    token; ``top_k`` keeps the k most likely. Runs in eval mode (no dropout) and
+    restores the previous mode.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(max_new_tokens):
+            logits = model(idx[:, -context_length:])[:, -1, :].float()
+            if temperature <= 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = torch.nn.functional.softmax(logits, dim=-1)
+                next_id = torch.multinomial(probs, 1, generator=generator)
+            idx = torch.cat([idx, next_id], dim=1)
+    finally:
+        model.train(was_training)
+    return idx

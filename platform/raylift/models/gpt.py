@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from raylift.data.base import DatasetInfo
 from raylift.errors import SpecError
-from raylift.models.base import MODELS
+from raylift.models.base import MODELS, generate_tokens
 from raylift.registry import Params
 
 
@@ -147,7 +147,6 @@ class GPT(nn.Module):
             x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         return self.head(self.ln_f(x))
 
-    @torch.no_grad()
     def generate(
         self,
         idx: torch.Tensor,
@@ -156,30 +155,16 @@ class GPT(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); returns (B, T+new).
-
-        Only the last ``context_length`` tokens condition each step. ``temperature``
-        0 picks the most likely token; ``top_k`` keeps the k most likely. Runs in
-        eval mode (no dropout) and restores the previous mode.
-        """
-        was_training = self.training
-        self.eval()
-        try:
-            for _ in range(max_new_tokens):
-                logits = self(idx[:, -self.context_length :])[:, -1, :]
-                if temperature <= 0:
-                    next_id = logits.argmax(dim=-1, keepdim=True)
-                else:
-                    logits = logits / temperature
-                    if top_k is not None:
-                        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-                        logits = logits.masked_fill(logits < kth, float("-inf"))
-                    probs = F.softmax(logits, dim=-1)
-                    next_id = torch.multinomial(probs, 1, generator=generator)
-                idx = torch.cat([idx, next_id], dim=1)
-        finally:
-            self.train(was_training)
-        return idx
+        """Append ``max_new_tokens`` sampled tokens to ``idx`` (see ``generate_tokens``)."""
+        return generate_tokens(
+            self,
+            idx,
+            max_new_tokens,
+            context_length=self.context_length,
+            temperature=temperature,
+            top_k=top_k,
+            generator=generator,
+        )
 
 
 @MODELS.register("gpt", GPTParams, "decoder-only transformer language model")

@@ -28,13 +28,12 @@ import os
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from raylift.data.base import DatasetInfo
 from raylift.errors import SpecError
-from raylift.models.base import MODELS
+from raylift.models.base import MODELS, generate_tokens
 from raylift.registry import Params
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -148,7 +147,6 @@ class CausalLM(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.hf(input_ids=input_ids, use_cache=False).logits
 
-    @torch.no_grad()
     def generate(
         self,
         idx: torch.Tensor,
@@ -157,27 +155,16 @@ class CausalLM(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T): as the gpt's.
-
-        No KV cache (each step runs the last ``context_length`` tokens again).
-        """
-        was_training = self.training
-        self.eval()
-        try:
-            for _ in range(max_new_tokens):
-                logits = self(idx[:, -self.context_length :])[:, -1, :].float()
-                if temperature <= 0:
-                    next_id = logits.argmax(dim=-1, keepdim=True)
-                else:
-                    logits = logits / temperature
-                    if top_k is not None:
-                        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-                        logits = logits.masked_fill(logits < kth, float("-inf"))
-                    next_id = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
-                idx = torch.cat([idx, next_id], dim=1)
-        finally:
-            self.train(was_training)
-        return idx
+        """Append ``max_new_tokens`` sampled tokens to ``idx`` (see ``generate_tokens``)."""
+        return generate_tokens(
+            self,
+            idx,
+            max_new_tokens,
+            context_length=self.context_length,
+            temperature=temperature,
+            top_k=top_k,
+            generator=generator,
+        )
 
 
 def _read_json(path: str, key: str) -> dict[str, Any]:

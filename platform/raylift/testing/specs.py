@@ -69,3 +69,16 @@ def lora_job() -> dict[str, object]:
         }
     )
     return spec.model_dump(mode="json")
+
+
+# A Llama-architecture HF config small enough for unit tests (byte-level vocabulary).
+TINY_LLAMA: dict[str, object] = {
+    "model_type": "llama",
+    "vocab_size": 256,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 64,
+}

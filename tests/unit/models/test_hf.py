@@ -17,21 +17,13 @@ from raylift.errors import SpecError
 from raylift.models import MODELS, build_model
 from raylift.models.hf import CausalLM, HFParams
 from raylift.specs import spec_from_dict
+from raylift.testing.specs import TINY_LLAMA
 
 CONTEXT = 16
 TEXT = DatasetInfo(
     task="language_modeling", input_shape=(CONTEXT,), vocab_size=256, input_dtype="int64"
 )
-LLAMA: dict[str, Any] = {
-    "model_type": "llama",
-    "vocab_size": 256,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 64,
-}
+LLAMA: dict[str, Any] = dict(TINY_LLAMA)
 QWEN2: dict[str, Any] = {**LLAMA, "model_type": "qwen2", "tie_word_embeddings": True}
 GPT2: dict[str, Any] = {
     "model_type": "gpt2",

@@ -15,19 +15,10 @@ from raylift.models.base import build_model
 from raylift.models.exported import load_export
 from raylift.specs import spec_from_dict
 from raylift.specs.resolve import resolve
+from raylift.testing.specs import TINY_LLAMA
 from raylift.training.exporting import write_model_export
 
-LLAMA = {
-    "model_type": "llama",
-    "vocab_size": 256,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 64,
-    "tie_word_embeddings": True,
-}
+LLAMA = {**TINY_LLAMA, "tie_word_embeddings": True}
 
 
 def test_an_hf_export_loads_in_plain_transformers_with_the_same_outputs(tmp_path: Path) -> None:

@@ -91,3 +91,29 @@ def generate_tokens(
     finally:
         model.train(was_training)
     return idx
+
+
+class TokenGenerator:
+    """Mixin of the language models: ``generate`` over their own ``context_length``."""
+
+    context_length: int
+
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Append ``max_new_tokens`` sampled tokens to ``idx`` (see ``generate_tokens``)."""
+        assert isinstance(self, nn.Module)
+        return generate_tokens(
+            self,
+            idx,
+            max_new_tokens,
+            context_length=self.context_length,
+            temperature=temperature,
+            top_k=top_k,
+            generator=generator,
+        )

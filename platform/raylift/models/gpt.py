@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from raylift.data.base import DatasetInfo
 from raylift.errors import SpecError
-from raylift.models.base import MODELS, generate_tokens
+from raylift.models.base import MODELS, TokenGenerator
 from raylift.registry import Params
 
 
@@ -91,7 +91,7 @@ class GPTBlock(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(nn.Module):
+class GPT(nn.Module, TokenGenerator):
     """(B, T) int64 token ids -> (B, T, vocab_size) next-token logits, T <= context_length."""
 
     def __init__(
@@ -146,25 +146,6 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         return self.head(self.ln_f(x))
-
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Append ``max_new_tokens`` sampled tokens to ``idx`` (see ``generate_tokens``)."""
-        return generate_tokens(
-            self,
-            idx,
-            max_new_tokens,
-            context_length=self.context_length,
-            temperature=temperature,
-            top_k=top_k,
-            generator=generator,
-        )
 
 
 @MODELS.register("gpt", GPTParams, "decoder-only transformer language model")

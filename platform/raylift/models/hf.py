@@ -33,7 +33,7 @@ from torch import nn
 
 from raylift.data.base import DatasetInfo
 from raylift.errors import SpecError
-from raylift.models.base import MODELS, generate_tokens
+from raylift.models.base import MODELS, TokenGenerator
 from raylift.registry import Params
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -112,7 +112,7 @@ def _find_blocks(model: nn.Module) -> str | None:
     return None
 
 
-class CausalLM(nn.Module):
+class CausalLM(nn.Module, TokenGenerator):
     """(B, T) int64 token ids -> (B, T, vocab_size) logits, from an HF causal LM."""
 
     def __init__(self, hf: nn.Module, context_length: int) -> None:
@@ -146,25 +146,6 @@ class CausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.hf(input_ids=input_ids, use_cache=False).logits
-
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Append ``max_new_tokens`` sampled tokens to ``idx`` (see ``generate_tokens``)."""
-        return generate_tokens(
-            self,
-            idx,
-            max_new_tokens,
-            context_length=self.context_length,
-            temperature=temperature,
-            top_k=top_k,
-            generator=generator,
-        )
 
 
 def _read_json(path: str, key: str) -> dict[str, Any]:

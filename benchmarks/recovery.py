@@ -461,16 +461,16 @@ def raylift_child(args: argparse.Namespace) -> None:
     }
     cluster = None
     try:
-        import ray._private.auto_init_hook as auto_init
         from ray.cluster_utils import Cluster
 
         from raylift.ops.connect import connect
+        from raylift.ray_compat.session import disable_auto_connect
         from raylift.specs import spec_from_dict
         from raylift.training.driver import run_training
 
         # The training thread outlives the measurements; it must never start or
         # join another Ray on this host once this cluster is gone.
-        auto_init.enable_auto_connect = False
+        disable_auto_connect()
         started = time.perf_counter()
         # raylift's GCS node health checks (a dead node is noticed in ~3-5 s, not 15-25 s).
         cluster = Cluster(

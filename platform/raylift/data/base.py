@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 
-from raylift.errors import DataError
+from raylift.errors import DataError, SpecError
 from raylift.registry import Params, Registry
 
 Task = Literal["classification", "language_modeling"]
+
+IGNORE_INDEX = -100
+"""A language-model target that is not trained on (a prompt token, padding): no loss."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,10 @@ class PreparedData:
     """A deterministic train/validation split, ready for the training loop.
 
     ``train_inputs[i]``/``train_targets[i]`` is one example *after*
-    preprocessing. ``preprocessing`` is a JSON-serialisable description that
+    preprocessing; the four splits may be tensors or any object that indexes
+    like one (``x[index_tensor]``, ``x[start:stop]``, ``len``, ``shape``), such
+    as memory-mapped token windows that read only the rows asked for.
+    ``preprocessing`` is a JSON-serialisable description that
     :func:`raylift.data.preprocessing.preprocess` applies to raw inputs at
     serving time. ``sample_raw_inputs``/``sample_targets`` is a small held-out
     sample (from the validation split) of *raw* inputs, kept with the export.
@@ -65,6 +72,11 @@ class PreparedData:
     sample_targets: torch.Tensor
     baselines: dict[str, float] = field(default_factory=dict)
     description: str = ""
+    # Language models on packed sequences: (N, T) position ids per example, restarting
+    # at 0 where each packed document starts (the model then attends within documents
+    # only); None: positions 0..T-1. Indexed like the inputs.
+    train_positions: Any = None
+    val_positions: Any = None
 
     @property
     def num_train(self) -> int:
@@ -93,17 +105,52 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return perm[num_val:], perm[:num_val]
 
 
-# factory(params, *, val_fraction: float, seed: int) -> PreparedData
+# factory(params, *, val_fraction: float, seed: int[, tokenizer: str | None]
+#         [, work_dir: str | None]) -> PreparedData
+# A factory that tokenizes text declares ``tokenizer`` (the job's data.tokenizer);
+# one that writes files (e.g. prepares token shards) declares ``work_dir`` (the
+# run's folder). load_dataset passes each only to factories that declare it.
 DataFactory = Callable[..., PreparedData]
 DATASETS: Registry[DataFactory] = Registry("data set")
 
 
+def _declares(factory: DataFactory, name: str) -> bool:
+    return name in inspect.signature(factory).parameters
+
+
+def uses_tokenizer(name: str) -> bool:
+    """Whether the named data set tokenizes text (takes ``data.tokenizer``)."""
+    return _declares(DATASETS.get(name).factory, "tokenizer")
+
+
 def load_dataset(
-    name: str, params: dict[str, Any] | Params | None, *, val_fraction: float, seed: int
+    name: str,
+    params: dict[str, Any] | Params | None,
+    *,
+    val_fraction: float,
+    seed: int,
+    tokenizer: str | None = None,
+    work_dir: str | None = None,
 ) -> PreparedData:
-    """Build the named data set with a deterministic split."""
+    """Build the named data set with a deterministic split.
+
+    ``tokenizer`` (the job's ``data.tokenizer``) is for data sets that tokenize
+    text; naming one for any other data set is a spec error. ``work_dir`` is
+    where a data set may write what it derives (the run's folder).
+    """
     entry = DATASETS.get(name)
     parsed = (
         params if isinstance(params, Params) else entry.params_model.model_validate(params or {})
     )
-    return entry.factory(parsed, val_fraction=val_fraction, seed=seed)
+    extra: dict[str, Any] = {}
+    if _declares(entry.factory, "tokenizer"):
+        extra["tokenizer"] = tokenizer
+    elif tokenizer is not None:
+        raise SpecError(
+            f"data set {name!r} does not use a tokenizer (it is for tokens and chat); "
+            "remove data.tokenizer",
+            key="data.tokenizer",
+        )
+    if _declares(entry.factory, "work_dir"):
+        extra["work_dir"] = work_dir
+    return entry.factory(parsed, val_fraction=val_fraction, seed=seed, **extra)

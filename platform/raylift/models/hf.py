@@ -144,8 +144,12 @@ class CausalLM(nn.Module, TokenGenerator):
             self.hf.activation_checkpointing_disable()
         self._checkpointing = bool(on)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.hf(input_ids=input_ids, use_cache=False).logits
+    def forward(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits; ``position_ids`` that restart at 0 mark packed documents, and
+        transformers then masks attention to stay within each document."""
+        return self.hf(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
 
 
 def _read_json(path: str, key: str) -> dict[str, Any]:

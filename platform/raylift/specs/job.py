@@ -69,6 +69,20 @@ class DataSpec(StrictModel):
         0.2, gt=0, lt=1, description="Fraction of the data held out for validation."
     )
     seed: int = Field(0, description="Seed of the deterministic train/validation split.")
+    tokenizer: str | None = Field(
+        None,
+        description="A Hugging Face tokenizer directory or tokenizer.json for the data sets "
+        "that tokenize text (tokens, chat). Default: the tokenizer in the hf model's own "
+        "directory (model.params.path or init_from's export), when it has one.",
+    )
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer_path(cls, value: str | None) -> str | None:
+        """A local tokenizer path is made absolute (workers may start elsewhere)."""
+        if value is None or "://" in value:
+            return value
+        return os.path.abspath(os.path.expanduser(value))
 
     @model_validator(mode="after")
     def _known(self) -> DataSpec:

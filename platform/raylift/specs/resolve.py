@@ -11,6 +11,7 @@ state, the run record and the export carry this one object (as JSON on storage).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -122,7 +123,30 @@ def resolve(spec: JobSpec) -> ResolvedJob:
 
         with local_copy(spec.init_from_path) as local:
             resolved["model"] = read_manifest(local)["model"]
+    from raylift.data.base import uses_tokenizer
+
+    if resolved["data"].get("tokenizer") is None and uses_tokenizer(spec.data.name):
+        resolved["data"]["tokenizer"] = default_tokenizer(resolved["model"], spec.init_from_path)
     return ResolvedJob.model_validate(resolved)
+
+
+TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer_config.json")
+
+
+def default_tokenizer(model: dict[str, Any] | None, init_from: str | None) -> str | None:
+    """The tokenizer a job uses without ``data.tokenizer``: the hf model's own.
+
+    That is the tokenizer saved in ``init_from``'s export, else in the hf
+    model's ``path``, where that local directory has one; None otherwise.
+    """
+    candidates = [init_from]
+    if model is not None and model.get("name") == "hf":
+        candidates.append((model.get("params") or {}).get("path"))
+    for candidate in candidates:
+        local = candidate and "://" not in candidate and os.path.isdir(candidate)
+        if local and any(os.path.isfile(os.path.join(candidate, m)) for m in TOKENIZER_MARKERS):
+            return os.path.abspath(candidate)
+    return None
 
 
 def load_resolved(raw: str | dict[str, Any]) -> ResolvedJob:

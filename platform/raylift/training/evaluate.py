@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 
+from raylift.data.base import IGNORE_INDEX
 from raylift.training.plan import shard_range
+from raylift.training.setup import model_kwargs
 
 if TYPE_CHECKING:
     from raylift.training.setup import WorkerSetup
@@ -32,21 +34,29 @@ def evaluate(setup: WorkerSetup, rank: int, world_size: int) -> dict[str, float]
     for i in range(rounds):
         if i >= len(starts):  # this rank's shard is one row short: a forward to match
             with setup.autocast():
-                model(data.val_inputs[:1].to(setup.device))
+                model(
+                    data.val_inputs[:1].to(setup.device),
+                    **model_kwargs(data.val_positions, slice(0, 1), setup.device),
+                )
             continue
         start = starts[i]
         stop = min(start + batch, shard.stop)
         inputs = data.val_inputs[start:stop].to(setup.device)
         targets = data.val_targets[start:stop].to(setup.device)
         with setup.autocast():
-            logits = model(inputs)
+            logits = model(
+                inputs, **model_kwargs(data.val_positions, slice(start, stop), setup.device)
+            )
         logits = logits.float().reshape(-1, logits.shape[-1])
         flat_targets = targets.reshape(-1)
+        trained = flat_targets != IGNORE_INDEX  # all of them, but for masked LM tokens
         loss_sum[0] += float(
-            torch.nn.functional.cross_entropy(logits, flat_targets, reduction="sum")
+            torch.nn.functional.cross_entropy(
+                logits, flat_targets, reduction="sum", ignore_index=IGNORE_INDEX
+            )
         )
-        loss_sum[1] += float((logits.argmax(-1) == flat_targets).sum())
-        loss_sum[2] += flat_targets.numel()
+        loss_sum[1] += float(((logits.argmax(-1) == flat_targets) & trained).sum())
+        loss_sum[2] += float(trained.sum())
     if dist.is_available() and dist.is_initialized():
         reduced = loss_sum.to(setup.device) if setup.device.type == "cuda" else loss_sum
         dist.all_reduce(reduced)

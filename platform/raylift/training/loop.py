@@ -18,7 +18,7 @@ from raylift.training.checkpointing import CheckpointManager
 from raylift.training.evaluate import evaluate
 from raylift.training.interrupts import InterruptCheck, exit_after_sigterm, sigterm_received
 from raylift.training.plan import SampleStream, StepPlan
-from raylift.training.setup import WorkerSetup, apply_job_hparams, build_worker
+from raylift.training.setup import WorkerSetup, apply_job_hparams, build_worker, model_kwargs
 from raylift.training.sharding import local_state_bytes, no_sync
 from raylift.training.telemetry import peak_memory, start_gpu_sampler
 
@@ -203,9 +203,10 @@ def _optimizer_step(
         indices = stream.indices(plan.micro_batch_positions(samples_seen, micro, rank))
         inputs = data.train_inputs[indices].to(setup.device, non_blocking=True)
         targets = data.train_targets[indices].to(setup.device, non_blocking=True)
+        extra = model_kwargs(data.train_positions, indices, setup.device)
         last = micro == accum - 1
         with contextlib.nullcontext() if last else no_sync(setup.model), setup.autocast():
-            per_sample = setup.loss(model(inputs), targets)
+            per_sample = setup.loss(model(inputs, **extra), targets)
             loss = per_sample.sum() * scale
         if setup.scaler is not None:
             setup.scaler.scale(loss).backward()

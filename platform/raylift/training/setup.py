@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from raylift.data.base import DatasetInfo, PreparedData, load_dataset
+from raylift.data.base import IGNORE_INDEX, DatasetInfo, PreparedData, load_dataset
 from raylift.errors import RayliftError, SpecError
 from raylift.models.base import build_model
 from raylift.models.lora import ParamCounts, count_parameters, prepare_for_finetune
@@ -60,19 +60,31 @@ class WorkerSetup:
 
 
 def loss_for(task: str) -> LossFn:
-    """Per-sample cross-entropy (averaged over tokens for language models)."""
+    """Per-sample cross-entropy; for language models the mean over the sample's
+    trained tokens (targets of ``IGNORE_INDEX`` carry no loss; none trained: 0)."""
     if task == "language_modeling":
 
         def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             per_token = nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none"
-            )
-            return per_token.reshape(targets.shape).mean(dim=-1)
+                logits.reshape(-1, logits.shape[-1]).float(),
+                targets.reshape(-1),
+                reduction="none",
+                ignore_index=IGNORE_INDEX,
+            ).reshape(targets.shape)
+            trained = (targets != IGNORE_INDEX).sum(dim=-1).clamp(min=1)
+            return per_token.sum(dim=-1) / trained
 
         return lm_loss
     return lambda logits, targets: nn.functional.cross_entropy(
         logits.float(), targets, reduction="none"
     )
+
+
+def model_kwargs(positions: Any, rows: Any, device: torch.device) -> dict[str, torch.Tensor]:
+    """The forward's keyword arguments for these rows: ``position_ids`` of packed data."""
+    if positions is None:
+        return {}
+    return {"position_ids": positions[rows].to(device, non_blocking=True)}
 
 
 def _context_length(info: DatasetInfo) -> int | None:
@@ -82,7 +94,14 @@ def _context_length(info: DatasetInfo) -> int | None:
 
 def load_data(job: ResolvedJob) -> PreparedData:
     data = job.data
-    return load_dataset(data.name, data.params, val_fraction=data.val_fraction, seed=data.seed)
+    return load_dataset(
+        data.name,
+        data.params,
+        val_fraction=data.val_fraction,
+        seed=data.seed,
+        tokenizer=data.tokenizer,
+        work_dir=job.run_dir,
+    )
 
 
 def make_model(job: ResolvedJob, info: DatasetInfo) -> nn.Module:

@@ -77,6 +77,9 @@ class PreparedData:
     # only); None: positions 0..T-1. Indexed like the inputs.
     train_positions: Any = None
     val_positions: Any = None
+    # The local HF tokenizer directory (or tokenizer.json) the text was tokenized with,
+    # for data sets that tokenize (tokens, chat); an HF export carries its files.
+    tokenizer_path: str | None = None
 
     @property
     def num_train(self) -> int:

@@ -133,13 +133,7 @@ def test_haproxy_carries_the_traffic_and_listens_only_on_loopback(served: Served
     assert served.ingress_env, "RAY_SERVE_ENABLE_HA_PROXY was set outside the test"
     folder = private_folder(served.ingress_env)
     assert served.http.get("/v2/health/ready").status_code == 200
-    haproxies = [
-        p
-        for p in psutil.process_iter(["name", "cmdline"])
-        if p.info["name"] == "haproxy" and folder in " ".join(p.info["cmdline"] or [])
-    ]
-    assert haproxies, f"no HAProxy running on a config in {folder}"
-    listening = _listening(haproxies)
+    listening = _haproxy_listeners(folder)
     assert {ip for ip, _ in listening} == {"127.0.0.1"}, sorted(listening)
     ports = {port for _, port in listening}
     assert served.spec.port in ports
@@ -165,15 +159,38 @@ def test_haproxy_carries_the_traffic_and_listens_only_on_loopback(served: Served
     assert bound == dict.fromkeys(targets, "127.0.0.1"), (targets, bound)
 
 
-def _listening(processes: list[Any]) -> set[tuple[str, int]]:
+def _haproxy_listeners(folder: str, timeout_s: float = 30.0) -> set[tuple[str, int]]:
+    """What the HAProxy running on a config in `folder` listens on. Serve reloads
+    HAProxy (a new process takes over and the old one exits) whenever its routes
+    change, so a process seen a moment ago may be gone: look again until one answers."""
     import psutil
 
-    return {
-        (conn.laddr.ip, conn.laddr.port)
-        for proc in processes
-        for conn in proc.net_connections(kind="inet")
-        if conn.status == psutil.CONN_LISTEN
-    }
+    deadline = time.monotonic() + timeout_s
+    while True:
+        haproxies = [
+            p
+            for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "haproxy" and folder in " ".join(p.info["cmdline"] or [])
+        ]
+        listening = _listening(haproxies)
+        if listening or time.monotonic() > deadline:
+            assert listening, f"no HAProxy listening on a config in {folder}"
+            return listening
+        time.sleep(0.5)
+
+
+def _listening(processes: list[Any]) -> set[tuple[str, int]]:
+    """The listening sockets of `processes`; a process that exited meanwhile has none."""
+    import psutil
+
+    found: set[tuple[str, int]] = set()
+    for proc in processes:
+        try:
+            connections = proc.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        found |= {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
+    return found
 
 
 def _replica_processes(deployment: str = "") -> list[Any]:

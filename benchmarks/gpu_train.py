@@ -26,17 +26,18 @@ blocks: a byte vocabulary has no 38 M-parameter embedding table). Writes
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from raylift.testing.benchmarks import fmt, log, machine_info, markdown_table, publish, results
 
 NAME = "gpu_train"
+TORCHRUN_NAME = "gpu_train_torchrun"
 MFU_GOAL = 0.40
-# Dense bf16 peak FLOP/s by device name (NVIDIA datasheets, SXM parts, no sparsity).
-BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12}
 CONFIGS: dict[str, dict[str, Any]] = {
     "tiny": {
         "model": {"num_layers": 2, "num_heads": 2, "embed_dim": 64},
@@ -61,7 +62,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="gpt2")
+    parser.add_argument("--config", choices=sorted(CONFIGS | LLAMA_CONFIGS))
+    parser.add_argument(
+        "--torchrun",
+        action="store_true",
+        help="run under torchrun, without Ray: an hf Llama config (llama125m, llama-tiny)",
+    )
+    parser.add_argument("--strategy", choices=["ddp", "fsdp"], default="fsdp", help="torchrun")
     parser.add_argument("--steps", type=int, help="optimizer steps of the throughput run")
     parser.add_argument("--warmup-reports", type=int, default=2, help="reports not counted")
     parser.add_argument(
@@ -73,7 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--phases", default="throughput,memory", help="comma-separated")
     parser.add_argument("--storage", help="run folder root (default: a temporary folder)")
     parser.add_argument("--no-write", action="store_true", help="print; leave results/ alone")
-    return parser.parse_args(argv)
+    parser.add_argument("--json", help="also write the results JSON to this file (torchrun)")
+    args = parser.parse_args(argv)
+    known = LLAMA_CONFIGS if args.torchrun else CONFIGS
+    args.config = args.config or ("llama125m" if args.torchrun else "gpt2")
+    if args.config not in known:
+        parser.error(f"--config {args.config} is not for this mode (choose from {sorted(known)})")
+    return args
 
 
 def job(
@@ -133,11 +146,11 @@ def flops_per_token(model: dict[str, Any], context: int, vocab: int = 256) -> fl
 def device_peak() -> tuple[str, float | None]:
     import torch
 
+    from raylift.training.flops import peak_flops
+
     if not torch.cuda.is_available():
         return "cpu", None
-    name = torch.cuda.get_device_name(0)
-    peak = next((flops for key, flops in BF16_PEAK.items() if key in name), None)
-    return name, peak
+    return torch.cuda.get_device_name(0), peak_flops(torch.device("cuda:0"))
 
 
 def run(spec_dict: dict[str, Any]) -> tuple[Any, list[dict[str, Any]], float]:
@@ -248,8 +261,166 @@ def render(summary: dict[str, Any], runs: dict[str, Any]) -> str:
     return markdown_table(["", "where", "value"], rows)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+# --- torchrun mode: raylift's per-worker step without Ray --------------------------------------
+# The device machine has no Ray. ``torchrun --standalone --nproc-per-node=N
+# benchmarks/gpu_train.py --torchrun --config llama125m`` runs the same worker code
+# Ray Train runs (training.setup.build_worker + training.step.optimizer_step) on a
+# process group torchrun set up (NCCL on GPUs, gloo on CPU).
+LLAMA_CONFIGS: dict[str, dict[str, Any]] = {
+    # ~127 M parameters: GPT-2 small's width and depth, a Llama block (SwiGLU, RMSNorm,
+    # rotary), a byte vocabulary (the builtin corpus needs no tokenizer).
+    "llama125m": {
+        "model": {
+            "model_type": "llama",
+            "vocab_size": 256,
+            "hidden_size": 768,
+            "intermediate_size": 3584,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "num_key_value_heads": 12,
+            "max_position_embeddings": 1024,
+        },
+        "context_length": 1024,
+        "batch_size": 16,
+        "steps": 40,
+        "warmup_steps": 10,
+    },
+    "llama-tiny": {
+        "model": {
+            "model_type": "llama",
+            "vocab_size": 256,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 64,
+        },
+        "context_length": 64,
+        "batch_size": 4,
+        "steps": 6,
+        "warmup_steps": 2,
+    },
+}
+
+
+def llama_job(
+    config: dict[str, Any], storage: str, strategy: str, compile_: bool
+) -> dict[str, Any]:
+    """The torchrun mode's job: an hf Llama from a config, bf16, on the builtin text."""
+    return {
+        "name": "bench-gpu-torchrun",
+        "model": {"name": "hf", "params": {"config": config["model"]}},
+        "data": {
+            "name": "text",
+            "params": {"corpus": "python-docs", "context_length": config["context_length"]},
+            "batch_size": config["batch_size"],
+            "val_fraction": 0.05,
+        },
+        "train": {
+            "epochs": None,
+            "max_steps": config["steps"],
+            "lr": 3e-4,
+            "schedule": "constant",
+            "precision": "bf16",
+            "compile": compile_,
+        },
+        "scaling": {"strategy": strategy},
+        "storage": {"path": storage},
+    }
+
+
+def torchrun_main(args: argparse.Namespace) -> dict[str, Any] | None:
+    """One rank of the torchrun mode; rank 0 returns (and publishes) the results."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from raylift.specs import spec_from_dict
+    from raylift.specs.resolve import resolve
+    from raylift.training import flops
+    from raylift.training.plan import SampleStream
+    from raylift.training.setup import build_worker, load_data
+    from raylift.training.step import optimizer_step
+
+    config = dict(LLAMA_CONFIGS[args.config])
+    config["steps"] = args.steps or config["steps"]
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with tempfile.TemporaryDirectory(prefix="raylift-bench-") as tmp:
+            job = resolve(spec_from_dict(llama_job(config, tmp, args.strategy, args.compile)))
+            data = load_data(job)
+            built = time.perf_counter()
+            setup = build_worker(job, data, rank=rank, world_size=world, device=device)
+            stream = SampleStream(setup.plan.num_train, job.train.seed)
+            tokens_per_step = setup.plan.global_batch * config["context_length"]
+            step_s: list[float] = []
+            losses: list[float] = []
+            for step in range(config["steps"]):
+                started = time.perf_counter()
+                losses.append(optimizer_step(setup, stream, step * setup.plan.global_batch, rank))
+                if cuda:
+                    torch.cuda.synchronize(device)
+                step_s.append(time.perf_counter() - started)
+                if rank == 0 and (step + 1) % 5 == 0:
+                    log(f"step {step + 1}: loss {losses[-1]:.3f}, {step_s[-1]:.3f} s")
+            startup_s = time.perf_counter() - built - sum(step_s)
+    finally:
+        dist.destroy_process_group()
+    if rank != 0:
+        return None
+    counted = step_s[config["warmup_steps"] :] or step_s
+    tokens_per_s = tokens_per_step / statistics.median(counted)
+    per_token = setup.flops_per_token or 0.0
+    peak = flops.peak_flops(device)
+    utilisation = flops.mfu(tokens_per_s, per_token, peak, world)
+    name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    run = {
+        "device": name,
+        "world_size": world,
+        "strategy": args.strategy,
+        "compile": args.compile,
+        "parameters": sum(p.numel() for p in setup.unwrapped.parameters()),
+        "tokens_per_step": tokens_per_step,
+        "step_s": step_s,
+        "losses": losses,
+        "tokens_per_s": tokens_per_s,
+        "flops_per_token": per_token,
+        "bf16_peak_flops": peak,
+        "mfu": utilisation,
+        "startup_s": startup_s,
+        "peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)) if cuda else None,
+    }
+    summary = {"mfu": utilisation, "tokens_per_s": tokens_per_s, "mfu_goal": MFU_GOAL}
+    payload = results(
+        TORCHRUN_NAME, machine_info(), {"config": args.config, **config}, {"torchrun": run}, summary
+    )
+    mfu_text = f"{utilisation:.1%} (goal >= {MFU_GOAL:.0%})" if utilisation else "- (no GPU)"
+    table = markdown_table(
+        ["", "where", "value"],
+        [
+            ["parameters", args.config, f"{run['parameters'] / 1e6:.1f} M"],
+            ["tokens/s", f"{world} x {name}, {args.strategy}, bf16", fmt(tokens_per_s, 0)],
+            ["MFU", name, mfu_text],
+        ],
+    )
+    publish(TORCHRUN_NAME, payload, table, write=not args.no_write)
+    if args.json:
+        Path(args.json).write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return payload
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = parse_args(argv)
+    if args.torchrun:
+        return torchrun_main(args)
     config = CONFIGS[args.config]
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     machine = machine_info()

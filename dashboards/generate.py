@@ -349,15 +349,20 @@ def training() -> dict[str, Any]:
         row("Speed"),
         graph("Samples per second", "Training throughput of the whole worker group.",
               target(f"max by (run) (ray_raylift_train_samples_per_s{{{RUN}}})", "{{run}}"),
-              width=8),
+              width=6),
         graph("Tokens per second",
               "Language models only: training throughput in tokens (samples x context).",
               target(f"max by (run) (ray_raylift_train_tokens_per_s{{{RUN}}})", "{{run}}"),
-              width=8),
+              width=6),
+        graph("Model FLOPs utilisation",
+              "GPU only: language models' training FLOPs (6N + 12LdT per token) per second "
+              "as a share of the GPUs' dense bf16 peak.",
+              target(f"max by (run) (ray_raylift_train_mfu{{{RUN}}})", "{{run}}"),
+              unit="percentunit", width=6, minimum=0),
         graph("Steps per minute", "Rate at which the step gauge advances.",
               target(f"60 * max by (run) (clamp_min(deriv(ray_raylift_train_step{{{RUN}}}"
                      f"[$__rate_interval]), 0))", "{{run}}"),
-              width=8),
+              width=6),
         row("Health"),
         graph("Workers",
               "World size now, the run's scaling.min_workers and max_workers, and its peak "

@@ -357,20 +357,3 @@ def test_tabular_csv_with_fp16_and_accumulation(tmp_path: Path) -> None:
     exported = load_export(outcome.export_dir)
     assert exported.manifest["preprocessing"]["class_labels"] == [0, 1]
     assert len(exported.manifest["preprocessing"]["features"]) == 30
-
-
-def test_gpu_train_benchmark_runs_its_tiny_config_on_cpu(tmp_path: Path) -> None:
-    """Issue 9.6: benchmarks/gpu_train.py's throughput phase, tiny, on CPU. (Its memory
-    phase, DDP vs FSDP, ran for results/gpu_train.json; the halving it measures is
-    asserted above on the FSDP pretrain and in tests/unit/training/test_sharding.py.)"""
-    from raylift.testing.benchmarks import load_benchmark
-
-    gpu_train = load_benchmark("gpu_train")
-
-    payload = gpu_train.main(
-        ["--config", "tiny", "--phases", "throughput", "--no-write", "--storage", str(tmp_path)]
-    )
-    summary, runs = payload["summary"], payload["runs"]
-    assert summary["tokens_per_s"] > 0 and summary["mfu"] is None  # no GPU: no peak to use
-    assert runs["throughput"]["peak_memory"]["kind"] == "cpu_rss"
-    assert summary["fsdp_memory_ratio"] is None and "memory" not in runs

@@ -18,6 +18,7 @@ SHOWN = [
     ("val_perplexity", "val ppl"),
     ("samples_per_s", "samples/s"),
     ("tokens_per_s", "tokens/s"),
+    ("mfu", "MFU"),
     ("world_size", "workers"),
     ("lr", "lr"),
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import uuid
@@ -10,16 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
-from raylift.data.base import PreparedData
 from raylift.specs.resolve import ResolvedJob
 from raylift.training.checkpointing import CheckpointManager
 from raylift.training.evaluate import evaluate
+from raylift.training.flops import mfu
 from raylift.training.interrupts import InterruptCheck, exit_after_sigterm, sigterm_received
-from raylift.training.plan import SampleStream, StepPlan
-from raylift.training.setup import WorkerSetup, apply_job_hparams, build_worker, model_kwargs
-from raylift.training.sharding import local_state_bytes, no_sync
+from raylift.training.plan import SampleStream
+from raylift.training.setup import WorkerSetup, apply_job_hparams, build_worker
+from raylift.training.sharding import local_state_bytes
+from raylift.training.step import optimizer_step
 from raylift.training.telemetry import peak_memory, start_gpu_sampler
 
 # Chaos testing: the driver reads this and rank 0 raises once at that step, in an
@@ -57,6 +56,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Entry point given to ``TorchTrainer``; ``config["worker"]`` is a WorkerConfig."""
     import ray
     import ray.train
+    import ray.train.torch
 
     entered = time.time()
     worker: WorkerConfig = config["worker"]
@@ -65,7 +65,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # The driver loaded the data once (Ray Data reads need free CPUs, which the
     # workers hold) and put it in the object store; every worker gets it from there.
     data = ray.get(worker.data_ref)
-    setup = build_worker(worker.job, data, rank=rank, world_size=world)
+    setup = build_worker(
+        worker.job, data, rank=rank, world_size=world, device=ray.train.torch.get_device()
+    )
     checkpointer = CheckpointManager(worker.job, rank)
     state = LoopState()
     built = time.time()
@@ -120,7 +122,7 @@ def _run(
 ) -> None:
     import ray.train
 
-    plan, data, train = setup.plan, setup.data, setup.job.train
+    plan, train = setup.plan, setup.job.train
     stream = SampleStream(plan.num_train, train.seed)
     window_start, window_samples = time.perf_counter(), 0
     window_loss, window_loss_n = 0.0, 0
@@ -136,7 +138,7 @@ def _run(
         if step == fault_at and not resumed and rank == 0:
             raise RuntimeError(f"{FAULT_ENV}={fault_at}: injected failure at step {step}")
         torch.manual_seed(train.seed * 7919 + rank * 104_729 + step)
-        loss = _optimizer_step(setup, plan, data, stream, before, rank)
+        loss = optimizer_step(setup, stream, before, rank)
         state.step += 1
         state.samples_seen += plan.global_batch
         window_samples += plan.global_batch
@@ -182,53 +184,6 @@ def _run(
             window_loss, window_loss_n = 0.0, 0
 
 
-def _optimizer_step(
-    setup: WorkerSetup,
-    plan: StepPlan,
-    data: PreparedData,
-    stream: SampleStream,
-    samples_seen: int,
-    rank: int,
-) -> float:
-    """One optimizer step over the global batch at ``samples_seen``; rank's mean loss."""
-    model, optimizer = setup.forward_model, setup.optimizer
-    model.train()
-    accum = plan.accum_steps
-    # DDP and FSDP average gradients over ranks, so scale each rank's summed per-sample
-    # losses by world/global: the result is the mean over the whole global batch,
-    # whatever the (possibly uneven) split into ranks and micro-batches.
-    scale = plan.world_size / plan.global_batch
-    loss_sum, count = 0.0, 0
-    for micro in range(accum):
-        indices = stream.indices(plan.micro_batch_positions(samples_seen, micro, rank))
-        inputs = data.train_inputs[indices].to(setup.device, non_blocking=True)
-        targets = data.train_targets[indices].to(setup.device, non_blocking=True)
-        extra = model_kwargs(data.train_positions, indices, setup.device)
-        last = micro == accum - 1
-        with contextlib.nullcontext() if last else no_sync(setup.model), setup.autocast():
-            per_sample = setup.loss(model(inputs, **extra), targets)
-            loss = per_sample.sum() * scale
-        if setup.scaler is not None:
-            setup.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        loss_sum += float(per_sample.detach().sum())
-        count += len(indices)
-    grad_clip = setup.job.train.grad_clip
-    if setup.scaler is not None:
-        setup.scaler.unscale_(optimizer)
-    if grad_clip:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    if setup.scaler is not None:
-        setup.scaler.step(optimizer)
-        setup.scaler.update()
-    else:
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    setup.scheduler.step()
-    return loss_sum / max(count, 1)
-
-
 def _progress_metrics(
     setup: WorkerSetup, state: LoopState, epoch: int, loss: float, samples_per_s: float
 ) -> dict[str, Any]:
@@ -255,5 +210,11 @@ def _progress_metrics(
         metrics["resumed_from_step"] = state.resumed_from_step
         metrics["world_size_before"] = state.world_size_before
     if setup.info.task == "language_modeling":
-        metrics["tokens_per_s"] = samples_per_s * setup.info.input_shape[0]
+        tokens_per_s = samples_per_s * setup.info.input_shape[0]
+        metrics["tokens_per_s"] = tokens_per_s
+        utilisation = mfu(
+            tokens_per_s, setup.flops_per_token or 0.0, setup.peak_flops, setup.plan.world_size
+        )
+        if utilisation is not None:
+            metrics["mfu"] = utilisation
     return metrics

@@ -16,6 +16,7 @@ from raylift.models.base import build_model
 from raylift.models.lora import ParamCounts, count_parameters, prepare_for_finetune
 from raylift.specs.job import TrainSpec
 from raylift.specs.resolve import ResolvedJob
+from raylift.training.flops import flops_per_token, peak_flops
 from raylift.training.plan import StepPlan, fixed_global_batch, lr_multiplier, lr_world_factor
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -36,6 +37,10 @@ class WorkerSetup:
     baselines: dict[str, float] = field(default_factory=dict)
     gpu_sampler: Any = None  # telemetry.GpuSampler when training on a GPU
     compiled: nn.Module | None = None  # torch.compile(model) when train.compile
+    # Language models: training FLOPs per token (training/flops.py) and the device's
+    # bf16 peak (None off a known GPU): the reports' MFU.
+    flops_per_token: float | None = None
+    peak_flops: float | None = None
 
     @property
     def forward_model(self) -> nn.Module:
@@ -197,12 +202,15 @@ def step_plan(job: ResolvedJob, data: PreparedData, world_size: int) -> StepPlan
 
 
 def build_worker(
-    job: ResolvedJob, data: PreparedData, *, rank: int, world_size: int
+    job: ResolvedJob, data: PreparedData, *, rank: int, world_size: int, device: torch.device
 ) -> WorkerSetup:
-    """Model (initialised from ``init_from`` if set), DDP, optimizer, schedule."""
-    import ray.train.torch
+    """Model (initialised from ``init_from`` if set), DDP or FSDP, optimizer, schedule.
 
+    Needs no Ray: under Ray Train ``device`` is ``ray.train.torch.get_device()`` and
+    the process group is Ray's; under torchrun they are the script's.
+    """
     from raylift.artifacts.export import load_weights
+    from raylift.training.sharding import shard_model, wrap_ddp
 
     train, scaling = job.train, job.scaling
     plan = step_plan(job, data, world_size)
@@ -216,13 +224,12 @@ def build_worker(
     if train.activation_checkpointing:
         enable_activation_checkpointing(model, job)
 
-    device = ray.train.torch.get_device()
+    context = _context_length(data.info)
+    per_token = flops_per_token(model, context) if context else None
     if job.sharded:
-        from raylift.training.sharding import shard_model
-
         wrapped = unwrapped = shard_model(model.to(device))  # FSDP2 shards in place
     else:
-        wrapped = ray.train.torch.prepare_model(model, parallel_strategy="ddp")
+        wrapped = wrap_ddp(model, device, world_size)
         unwrapped = wrapped.module if hasattr(wrapped, "module") else wrapped
     optimizer = make_optimizer(unwrapped, train)
     scheduler = make_scheduler(optimizer, train, plan.total_steps, world_factor)
@@ -240,6 +247,8 @@ def build_worker(
         loss=loss_for(data.info.task),
         baselines=dict(data.baselines),
         compiled=compiled_model(wrapped, train),
+        flops_per_token=per_token,
+        peak_flops=peak_flops(device),
     )
 
 

@@ -110,6 +110,19 @@ def shard_model(
     return model
 
 
+def wrap_ddp(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:
+    """The model on ``device``, in DistributedDataParallel when there are several ranks
+    (what ``ray.train.torch.prepare_model(parallel_strategy="ddp")`` does, minus Ray)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    model = model.to(device)
+    if world_size <= 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
 def is_sharded(model: nn.Module) -> bool:
     """Whether ``model`` went through ``shard_model`` (is an FSDP2 module)."""
     return isinstance(model, FSDPModule)

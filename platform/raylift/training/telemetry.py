@@ -29,6 +29,7 @@ PROGRESS_GAUGES = {
     "world_size": ("world_size", "Training workers in the current attempt."),
     "samples_per_s": ("samples_per_s", "Training throughput, samples per second."),
     "tokens_per_s": ("tokens_per_s", "Training throughput, tokens per second (language models)."),
+    "mfu": ("mfu", "Model FLOPs utilisation on GPUs (language models): 0..1 of the bf16 peak."),
     "train_loss": ("train_loss", "Mean training loss over the last report window."),
     "checkpoint_seconds": ("checkpoint_s", "Seconds to write and seal the last checkpoint."),
     "checkpoint_bytes": ("checkpoint_bytes", "Size of the last checkpoint in bytes."),

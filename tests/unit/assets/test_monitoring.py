@@ -74,7 +74,9 @@ RAY_METRICS = {
 # the ones Ray's metrics agent adds.
 COMMON_LABELS = {"instance", "job", "SessionName", "Component", "WorkerId", "NodeAddress"}
 SERVE_LABELS = {"application", "deployment", "replica"}
-GPU_METRIC = re.compile(r"ray_raylift_train_gpu_|ray_node_gpus_|ray_node_gram_|Name=\"GPU\"")
+GPU_METRIC = re.compile(
+    r"ray_raylift_train_gpu_|ray_raylift_train_mfu|ray_node_gpus_|ray_node_gram_|Name=\"GPU\""
+)
 KINDS = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogram"}
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 
@@ -528,7 +530,12 @@ def test_dashboard_queries_substitutes_values() -> None:
     tuning = queries.variable_defaults(BOARDS["raylift-tuning.json"])
     assert tuning["trial"] == "trial-.*" and tuning["sweep"] == ".*"
     optional = {q.panel for q in queries.panel_queries(board) if q.optional}
-    assert optional == {"Tokens per second", "GPU memory per rank", "GPU utilisation per rank"}
+    assert optional == {
+        "Tokens per second",
+        "Model FLOPs utilisation",
+        "GPU memory per rank",
+        "GPU utilisation per rank",
+    }
     assert queries.parse_label_values('label_values(up{a="b"}, job)') == ('up{a="b"}', "job")
     assert queries.parse_label_values("label_values(job)") == (None, "job")
 

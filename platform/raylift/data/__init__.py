@@ -1,9 +1,9 @@
-"""Data sets: the registry and the builtin sources (digits, text, tabular).
+"""Data sets: the registry and the builtin sources (digits, text, tabular, chat).
 
 Importing this package registers every builtin data set; it does not import Ray.
 """
 
-from raylift.data import digits, tabular, text
+from raylift.data import chat, digits, tabular, text
 from raylift.data.base import DATASETS, DatasetInfo, PreparedData, load_dataset
 from raylift.data.preprocessing import preprocess
 
@@ -11,6 +11,7 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "PreparedData",
+    "chat",
     "digits",
     "load_dataset",
     "preprocess",

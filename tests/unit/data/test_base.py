@@ -25,7 +25,8 @@ def _load(name: str, params: dict | None = None, seed: int = 0, val: float = 0.1
 
 
 def test_registered_names() -> None:
-    assert DATASETS.names() == ["digits", "tabular", "text"]
+    names = DATASETS.names()
+    assert {"chat", "digits", "tabular", "text"} <= set(names) and names == sorted(names)
 
 
 def test_unknown_name_lists_known_names_with_did_you_mean() -> None:
@@ -33,7 +34,7 @@ def test_unknown_name_lists_known_names_with_did_you_mean() -> None:
         _load("digit")
     message = str(err.value)
     assert 'did you mean "digits"' in message
-    assert "known: digits, tabular, text" in message
+    assert f"known: {', '.join(DATASETS.names())}" in message and "digits, tabular" in message
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import click
 
 from raylift.cli.cluster import cluster
 from raylift.cli.common import State
+from raylift.cli.data import data
 from raylift.cli.eval import eval_command
 from raylift.cli.jobs import jobs, submit
 from raylift.cli.monitor import monitor
@@ -46,6 +47,7 @@ cli.add_command(report)
 cli.add_command(serve)
 cli.add_command(monitor)
 cli.add_command(tokenizer)
+cli.add_command(data)
 cli.add_command(eval_command)
 
 

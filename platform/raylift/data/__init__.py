@@ -1,9 +1,9 @@
-"""Data sets: the registry and the builtin sources (digits, text, tabular, chat).
+"""Data sets: the registry and the builtin sources (digits, text, tabular, chat, tokens).
 
 Importing this package registers every builtin data set; it does not import Ray.
 """
 
-from raylift.data import chat, digits, tabular, text
+from raylift.data import chat, digits, tabular, text, tokens
 from raylift.data.base import DATASETS, DatasetInfo, PreparedData, load_dataset
 from raylift.data.preprocessing import preprocess
 
@@ -17,4 +17,5 @@ __all__ = [
     "preprocess",
     "tabular",
     "text",
+    "tokens",
 ]

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
 
 VOCAB = 512
 CONTEXT = 256
-STEPS = 60
+STEPS = 40
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,8 @@ def test_chat_fine_tuning_learns_the_assistant_tokens(
     val_losses = [e["val_loss"] for e in events if "val_loss" in e]
     assert len(val_losses) >= 2, events
     best = outcome.best_metrics
-    # From about log(512) = 6.2 at the start to below the unigram baseline of the
-    # assistant tokens (~5.2): validation is scored on the trained tokens only.
+    # Validation scores the trained (assistant) tokens only: 4.7 at step 20 and 4.3 at
+    # step 40 here, well below their unigram baseline (5.2) and uniform log(512) = 6.2.
     assert val_losses[-1] < val_losses[0], val_losses
     assert best["val_loss"] < best["unigram_loss"] < math.log(VOCAB), best
 

@@ -267,18 +267,20 @@ def render(summary: dict[str, Any], runs: dict[str, Any]) -> str:
 # Ray Train runs (training.setup.build_worker + training.step.optimizer_step) on a
 # process group torchrun set up (NCCL on GPUs, gloo on CPU).
 LLAMA_CONFIGS: dict[str, dict[str, Any]] = {
-    # ~127 M parameters: GPT-2 small's width and depth, a Llama block (SwiGLU, RMSNorm,
-    # rotary), a byte vocabulary (the builtin corpus needs no tokenizer).
+    # jobs/llm/llama-125m-gpu.yaml's model (124 M parameters: GPT-2 small's width and
+    # depth, Llama blocks, a 32 K vocabulary) on the builtin corpus's bytes: ids below
+    # 256, but every step computes the full 32 K-way head, as on tokenized text.
     "llama125m": {
         "model": {
             "model_type": "llama",
-            "vocab_size": 256,
+            "vocab_size": 32000,
             "hidden_size": 768,
-            "intermediate_size": 3584,
+            "intermediate_size": 2560,
             "num_hidden_layers": 12,
             "num_attention_heads": 12,
             "num_key_value_heads": 12,
             "max_position_embeddings": 1024,
+            "tie_word_embeddings": True,
         },
         "context_length": 1024,
         "batch_size": 16,

@@ -26,6 +26,10 @@ class Params(BaseModel):
     def check_files(self) -> None:
         """Raise DataError if files the params name are missing (cheap; no reading)."""
 
+    def check_tokenizer(self, tokenizer: str | None) -> None:
+        """Raise SpecError if the data set cannot use ``tokenizer`` (the job's
+        ``data.tokenizer`` or its default; None: there is none). Cheap; nothing is loaded."""
+
     def with_absolute_paths(self) -> Params:
         """A copy whose relative paths are made absolute (workers may run elsewhere)."""
         return self

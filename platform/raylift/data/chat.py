@@ -92,6 +92,12 @@ class ChatParams(Params):
         if self.paths:
             chat_files(self.paths)
 
+    def check_tokenizer(self, tokenizer: str | None) -> None:
+        if tokenizer is None:
+            raise no_tokenizer()
+        if "://" not in tokenizer and not os.path.exists(tokenizer):
+            raise SpecError(f"tokenizer path {tokenizer!r} does not exist", key="data.tokenizer")
+
     def with_absolute_paths(self) -> ChatParams:
         if not self.paths:
             return self
@@ -213,17 +219,21 @@ def _bad(where: str, problem: str) -> DataError:
     return DataError(f"{where}: {PATHS_KEY}: {problem}")
 
 
+def no_tokenizer() -> SpecError:
+    return SpecError(
+        "data set 'chat' needs a tokenizer with a chat template: set data.tokenizer to a "
+        "tokenizer directory or tokenizer.json (e.g. one `raylift tokenizer train` wrote), "
+        "or use an hf model (or init_from export) whose directory has one",
+        key="data.tokenizer",
+    )
+
+
 def chat_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
     """The job's tokenizer, which must have a chat template (SpecError at data.tokenizer)."""
     from raylift.data.tokenizer import load_tokenizer
 
     if path is None:
-        raise SpecError(
-            "data set 'chat' needs a tokenizer with a chat template: set data.tokenizer to a "
-            "tokenizer directory or tokenizer.json (e.g. one `raylift tokenizer train` wrote), "
-            "or use an hf model (or init_from export) whose directory has one",
-            key="data.tokenizer",
-        )
+        raise no_tokenizer()
     try:
         tokenizer = load_tokenizer(path)
     except DataError as exc:

@@ -91,8 +91,8 @@ def dump_spec(spec: JobSpec) -> str:
 def check_runnable(spec: JobSpec, *, file: str | None = None) -> None:
     """Checks that need the file system: storage writable, data files and init_from present."""
     check_storage(spec, file=file)
+    check_init_from(spec, file=file)  # before the data: its tokenizer may be the default
     check_data_files(spec, file=file)
-    check_init_from(spec, file=file)
 
 
 def check_storage(spec: JobSpec, *, file: str | None = None) -> None:
@@ -144,11 +144,24 @@ def _writable_dir(path: str) -> bool:
 
 
 def check_data_files(spec: JobSpec, *, file: str | None = None) -> None:
-    """The data files the spec names exist (cheap; nothing is read)."""
+    """The data files the spec names exist, and the tokenizer a data set needs
+    (``data.tokenizer`` or the model's own) is there (cheap; nothing is loaded)."""
     from raylift.data import DATASETS
     from raylift.errors import DataError
 
+    params = DATASETS.parse_params(spec.data.name, spec.data.params)
     try:
-        DATASETS.parse_params(spec.data.name, spec.data.params).check_files()
+        params.check_files()
     except DataError as exc:
         raise SpecError(str(exc), file=file, key="data.params") from None
+    try:
+        params.check_tokenizer(spec.data.tokenizer or _default_tokenizer(spec))
+    except SpecError as exc:
+        raise exc.with_file(file) if file else exc from None
+
+
+def _default_tokenizer(spec: JobSpec) -> str | None:
+    from raylift.specs.resolve import default_tokenizer
+
+    model = spec.model.model_dump(mode="json") if spec.model is not None else None
+    return default_tokenizer(model, spec.init_from_path)

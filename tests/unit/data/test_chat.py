@@ -18,7 +18,8 @@ from raylift.data.base import IGNORE_INDEX
 from raylift.data.chat import builtin_chat_corpus, check_record
 from raylift.data.tokenizer import TokenizerInfo, load_tokenizer, train_tokenizer
 from raylift.errors import DataError, SpecError
-from raylift.testing.specs import error_of
+from raylift.specs import check_runnable, load_spec
+from raylift.testing.specs import error_of, write
 
 IM_START, IM_END, PAD = 1, 2, 0  # ids of <|im_start|>, <|im_end|>, <|endoftext|>
 
@@ -280,6 +281,24 @@ def test_a_missing_path_is_a_spec_error_before_anything_starts(tmp_path: Path) -
     job = "name: t\nmodel: {name: mlp}\ndata: {name: chat, params: {paths: [nope.jsonl]}}\n"
     error = error_of(tmp_path, job)
     assert error.key == "data.params" and "data.params.paths" in error.message
+
+
+def test_no_tokenizer_is_a_spec_error_before_anything_starts(tmp_path: Path, tok_path: str) -> None:
+    job = "name: t\nmodel: {name: mlp}\ndata: {name: chat}\n"
+    error = error_of(tmp_path, job)
+    assert error.key == "data.tokenizer" and "needs a tokenizer" in error.message
+    assert error.file == str(tmp_path / "job.yaml")
+    missing = "name: t\nmodel: {name: mlp}\ndata: {name: chat, tokenizer: nowhere}\n"
+    assert "does not exist" in error_of(tmp_path, missing).message
+    # The hf model's own directory holds the default tokenizer.
+    model_dir = tmp_path / "model"
+    shutil.copytree(tok_path, model_dir)
+    (model_dir / "config.json").write_text("{}")
+    path = write(
+        tmp_path,
+        f"name: t\nmodel: {{name: hf, params: {{path: {model_dir}}}}}\ndata: {{name: chat}}\n",
+    )
+    check_runnable(load_spec(path), file=str(path))
 
 
 def test_tokenizer_errors(tmp_path: Path, tok_info: TokenizerInfo) -> None:

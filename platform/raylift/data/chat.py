@@ -247,43 +247,68 @@ def chat_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], **kw: Any) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, **kw)  # type: ignore[return-value]
+def render_all(
+    tokenizer: PreTrainedTokenizerBase, conversations: list[list[dict[str, str]]], **kw: Any
+) -> list[str]:
+    """The chat template's text of each conversation, in one batched call."""
+    if not conversations:
+        return []
+    return tokenizer.apply_chat_template(conversations, tokenize=False, **kw)  # type: ignore[return-value]
 
 
 def segments(
-    tokenizer: PreTrainedTokenizerBase, conversation: Conversation
-) -> list[tuple[str, bool]]:
-    """The rendered conversation as (text, trained) pieces; trained: the assistant's."""
-    messages = conversation.messages
-    full = render(tokenizer, messages)
-    pieces: list[tuple[str, bool]] = []
-    done = 0
-    for k, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prompt = render(tokenizer, messages[:k], add_generation_prompt=True)
-        upto = render(tokenizer, messages[: k + 1])
-        if not (full.startswith(upto) and upto.startswith(prompt) and len(prompt) >= done):
-            raise DataError(
-                f"{conversation.where}: data.tokenizer: the tokenizer's chat template does not "
-                "render this conversation's first messages as the start of the whole (it "
-                "rewrites earlier turns), so the assistant's tokens cannot be found"
-            )
-        end = len(upto.rstrip())
-        if end <= len(prompt):
-            continue
-        pieces += [(full[done : len(prompt)], False), (full[len(prompt) : end], True)]
-        done = end
-    pieces.append((full[done:], False))
-    return [(text, trained) for text, trained in pieces if text]
+    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation]
+) -> list[list[tuple[str, bool]]]:
+    """Each rendered conversation as (text, trained) pieces; trained: the assistant's.
+
+    For the assistant message k, the messages before it rendered with the
+    generation prompt end where it starts; the messages up to it end (trailing
+    whitespace left out) where it stops.
+    """
+    plain: list[list[dict[str, str]]] = []  # each conversation, then its prefixes
+    prompts: list[list[dict[str, str]]] = []
+    turns: list[list[tuple[int, int]]] = []  # per conversation: (prompt, prefix) indices
+    for conversation in conversations:
+        messages = conversation.messages
+        plain.append(messages)
+        own: list[tuple[int, int]] = []
+        for k, message in enumerate(messages):
+            if message["role"] == "assistant":
+                own.append((len(prompts), len(plain)))
+                prompts.append(messages[:k])
+                plain.append(messages[: k + 1])
+        turns.append(own)
+    plain_texts = render_all(tokenizer, plain)
+    prompt_texts = render_all(tokenizer, prompts, add_generation_prompt=True)
+    result: list[list[tuple[str, bool]]] = []
+    at = 0
+    for conversation, own in zip(conversations, turns, strict=True):
+        full = plain_texts[at]
+        at += 1 + len(own)
+        pieces: list[tuple[str, bool]] = []
+        done = 0
+        for prompt_at, upto_at in own:
+            prompt, upto = prompt_texts[prompt_at], plain_texts[upto_at]
+            if not (full.startswith(upto) and upto.startswith(prompt) and len(prompt) >= done):
+                raise DataError(
+                    f"{conversation.where}: data.tokenizer: the tokenizer's chat template does "
+                    "not render this conversation's first messages as the start of the whole "
+                    "(it rewrites earlier turns), so the assistant's tokens cannot be found"
+                )
+            end = len(upto.rstrip())
+            if end > len(prompt):
+                pieces += [(full[done : len(prompt)], False), (full[len(prompt) : end], True)]
+                done = end
+        pieces.append((full[done:], False))
+        result.append([(text, trained) for text, trained in pieces if text])
+    return result
 
 
 def encode(
     tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation]
 ) -> list[tuple[list[int], list[bool]]]:
     """Each conversation's token ids and, per token, whether it is trained on."""
-    pieces = [segments(tokenizer, c) for c in conversations]
+    pieces = segments(tokenizer, conversations)
     flat = [text for parts in pieces for text, _ in parts]
     ids = iter(tokenizer(flat, add_special_tokens=False)["input_ids"]) if flat else iter([])
     encoded: list[tuple[list[int], list[bool]]] = []

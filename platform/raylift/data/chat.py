@@ -156,14 +156,14 @@ def read_conversations(params: ChatParams) -> tuple[list[Conversation], str]:
     """Every record of the files (or the builtin corpus), checked; and a source description."""
     if not params.paths:
         text = builtin_chat_corpus(params.corpus)
-        return list(parse_lines(text.splitlines(), f"builtin chat corpus {params.corpus}")), (
+        return list(parse_lines(text.split("\n"), f"builtin chat corpus {params.corpus}")), (
             f"builtin corpus {params.corpus!r}"
         )
     conversations: list[Conversation] = []
     files = chat_files(params.paths)
     for path in files:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8").split("\n")
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: {PATHS_KEY}: not UTF-8 text (byte {exc.start})") from None
         except OSError as exc:

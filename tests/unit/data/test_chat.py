@@ -193,6 +193,19 @@ LONG_ANSWER = _turns(("user", "Say a lot."), ("assistant", "word " * 200))
 LONG_SYSTEM = _turns(("system", "rule " * 200), ("user", "Hi"), ("assistant", "Hello."))
 
 
+def test_line_numbers_count_newlines_only(tmp_path: Path, tok_path: str) -> None:
+    # U+2028 (a line separator to str.splitlines) may stand raw inside a JSON string.
+    odd = _turns(("user", "a\u2028b"), ("assistant", "c\u2029d"))
+    path = tmp_path / "odd.jsonl"
+    text = json.dumps(odd, ensure_ascii=False) + "\r\n" + json.dumps(HELLO) + "\n{\n"
+    path.write_text(text, encoding="utf-8", newline="")
+    with pytest.raises(DataError, match=rf"{path}:3: data.params.paths: invalid JSON"):
+        _load(tok_path, paths=[str(path)])
+    path.write_text(text[: text.rindex("{")], encoding="utf-8", newline="")
+    data = _load(tok_path, val=0.5, paths=[str(path)], context_length=64, packing=False)
+    assert data.sample_raw_inputs[0] in (odd["messages"], HELLO["messages"])
+
+
 def test_truncate_and_drop_are_counted(tmp_path: Path, tok_path: str) -> None:
     path = _jsonl(tmp_path, [HELLO, LONG_ANSWER, LONG_SYSTEM, HELLO])
     # truncate: the long answer keeps its first tokens; the long system prompt leaves

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from raylift.data import token_shards as shards
-from raylift.data.token_sources import TokenSource, iter_documents, resolve_sources
+from raylift.data.token_sources import TokenSource, fingerprint, iter_documents, resolve_sources
 from raylift.data.tokenizer import ENDOFTEXT, load_tokenizer, tokenizer_hash
 from raylift.errors import DataError
 
@@ -130,6 +130,7 @@ def prepare_tokens(
             text_field=text_field,
             inputs=[str(s) for s in sources],
             text_bytes=text_bytes,
+            input_stats=fingerprint(sources),
         )
         shards.publish(staging, out)
     except BaseException:
@@ -156,6 +157,7 @@ def finish_prepared(
     text_field: str,
     inputs: list[str],
     text_bytes: int,
+    input_stats: list[list[Any]] | None = None,
 ) -> dict[str, Any]:
     """After the shards (``records``, from ShardWriter.finish): the split, the unigram
     counts, a copy of ``tokenizer`` and, last, index.json in ``folder``; the index."""
@@ -176,6 +178,7 @@ def finish_prepared(
         "text_bytes": text_bytes,
         "text_field": text_field,
         "inputs": inputs,
+        "input_stats": input_stats,
         "shards": records,
         "split": split,
         "unigram": shards.UNIGRAM,

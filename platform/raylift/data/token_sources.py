@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from raylift import storage
 from raylift.data.text import CORPORA, builtin_corpus, resolve_paths
@@ -63,6 +63,25 @@ def resolve_sources(patterns: Sequence[str]) -> list[TokenSource]:
                 _check_local(source.uri)
         sources.extend(s for s in found if s not in sources)
     return sources
+
+
+def fingerprint(sources: Sequence[TokenSource]) -> list[list[Any]]:
+    """[name, size, mtime_ns] per input (None for builtin corpora): a prepared folder
+    is reused only while its inputs are unchanged."""
+    stats: list[list[Any]] = []
+    for source in sources:
+        if source.kind == "builtin":
+            stats.append([str(source), None, None])
+        elif storage.is_remote(source.uri):
+            import pyarrow.fs as pafs
+
+            fs, inner = pafs.FileSystem.from_uri(source.uri)
+            info = fs.get_file_info(inner)
+            stats.append([source.uri, info.size, info.mtime_ns])
+        else:
+            stat = os.stat(source.uri)
+            stats.append([source.uri, stat.st_size, stat.st_mtime_ns])
+    return stats
 
 
 def _check_local(path: str) -> None:

@@ -89,7 +89,8 @@ class TokenWindows:
         if isinstance(key, int | np.integer) or (isinstance(key, torch.Tensor) and key.dim() == 0):
             return self[torch.tensor([int(key)])][0]
         if isinstance(key, slice):
-            rows = np.arange(len(self))[key]
+            span = range(len(self))[key]  # no array of every row: a split may be huge
+            rows = np.arange(span.start, span.stop, span.step, dtype=np.int64)
         elif isinstance(key, torch.Tensor | np.ndarray | list | tuple):
             rows = np.asarray(key.cpu() if isinstance(key, torch.Tensor) else key)
             if rows.dtype == bool:

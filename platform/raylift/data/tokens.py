@@ -22,7 +22,7 @@ from raylift import storage
 from raylift.data import token_shards as shards
 from raylift.data.base import DATASETS, DatasetInfo, PreparedData
 from raylift.data.token_prepare import PrepareSummary, prepare_tokens
-from raylift.data.token_sources import resolve_sources
+from raylift.data.token_sources import fingerprint, resolve_sources
 from raylift.data.token_windows import SplitWindows, TokenWindows
 from raylift.data.tokenizer import load_tokenizer, tokenizer_hash
 from raylift.errors import DataError, SpecError
@@ -205,11 +205,12 @@ def _prepare_files(
     assert params.files is not None
     out = prepared_dir(work_dir)
     try:
-        sources = [str(s) for s in resolve_sources(params.files)]
+        sources = resolve_sources(params.files)
+        stats = fingerprint(sources)
         wanted = tokenizer_hash(load_tokenizer(tokenizer))
     except DataError as exc:
         raise SpecError(str(exc), key="data.params.files") from None
-    if _already_prepared(out, sources, wanted, val_fraction, seed, params.text_field):
+    if _already_prepared(out, stats, wanted, val_fraction, seed, params.text_field):
         log.info("using the tokens already prepared in %s", out)
         return out
     message = f"preparing {len(sources)} input(s) into token shards at {out}"
@@ -241,7 +242,7 @@ def prepared_dir(run_dir: str) -> str:
 
 
 def _already_prepared(
-    out: str, sources: list[str], tokenizer: str, val_fraction: float, seed: int, field: str
+    out: str, stats: list[list[Any]], tokenizer: str, val_fraction: float, seed: int, field: str
 ) -> bool:
     try:
         index = shards.read_index(out)
@@ -249,7 +250,7 @@ def _already_prepared(
         return False
     split = index["split"]
     return (
-        index.get("inputs") == sources
+        index.get("input_stats") == stats
         and index.get("tokenizer_hash") == tokenizer
         and index.get("text_field") == field
         and split.get("val_fraction") == val_fraction

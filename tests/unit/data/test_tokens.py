@@ -267,7 +267,9 @@ def test_files_are_prepared_beside_the_run_folder_once(
     tmp_path: Path, tok: Path, inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = str(tmp_path / "runs" / "lm")
-    params = {"files": [str(inputs["txt"])], "context_length": 8}
+    text = tmp_path / "a.txt"
+    text.write_text(inputs["txt"].read_text())
+    params = {"files": [str(text)], "context_length": 8}
     data = load_dataset(
         "tokens", params, val_fraction=0.2, seed=1, tokenizer=str(tok), work_dir=run_dir
     )
@@ -282,6 +284,10 @@ def test_files_are_prepared_beside_the_run_folder_once(
     )
     assert index.stat().st_mtime_ns == written and "preparing" not in capsys.readouterr().out
     assert torch.equal(again.train_inputs[:5], data.train_inputs[:5])
+    text.write_text(text.read_text() + "\n\nA new paragraph.\n")  # changed: prepared again
+    load_dataset("tokens", params, val_fraction=0.2, seed=1, tokenizer=str(tok), work_dir=run_dir)
+    assert "preparing" in capsys.readouterr().out
+    assert read_index(where)["documents"] == len(PARAGRAPHS) + 1
     with pytest.raises(SpecError) as caught:
         load_dataset("tokens", params, val_fraction=0.2, seed=1, work_dir=run_dir)
     assert caught.value.key == "data.tokenizer"
